@@ -1,0 +1,1 @@
+"""InferWatch alerting: see ../shared/ARCHITECTURE.md; not built yet."""

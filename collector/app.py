@@ -1,0 +1,184 @@
+"""The collector's HTTP surface: OTLP/HTTP trace ingest, health, readiness, metrics.
+
+``POST /v1/traces`` answers 200 only once every span it does not reject is
+committed to Postgres. Refusals follow the OTLP/HTTP spec: 400 for a body that
+does not decode (nothing stored), 413 over the size limit, 415 for an unknown
+content type or encoding, 429/503 with ``Retry-After`` when the spans cannot be
+committed now. Error bodies are ``google.rpc.Status`` in the request's encoding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+
+from collector.body import (
+    BodyTooLarge,
+    MalformedBody,
+    UnsupportedEncoding,
+    check_declared_length,
+    check_encoding,
+    read_limited,
+)
+from collector.decode import Format, MalformedPayload, UnsupportedMediaType, decode, media_format
+from collector.metrics import CollectorMetrics
+from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
+from inferwatch.settings import CollectorSettings
+from inferwatch.store.database import Database
+from inferwatch.store.migrate import SchemaError, async_schema_problem
+
+log = logging.getLogger(__name__)
+
+PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+JSON_CONTENT_TYPE = "application/json"
+
+
+def create_app(
+    settings: CollectorSettings, db: Database, *, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """The collector app; its lifespan checks the schema and runs the span writer."""
+    metrics = CollectorMetrics(registry if registry is not None else CollectorRegistry())
+    writer = SpanWriter(db.connect_raw, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        problem = await async_schema_problem(db.async_engine)
+        if problem is not None:
+            raise SchemaError(problem)
+        await writer.start()
+        try:
+            yield
+        finally:
+            await writer.stop()
+
+    app = FastAPI(title="InferWatch collector", lifespan=lifespan)
+    app.state.writer = writer
+    app.state.metrics = metrics
+
+    @app.post("/v1/traces")
+    async def export_traces(request: Request) -> Response:
+        fmt: Format = "protobuf"
+        try:
+            fmt = media_format(request.headers.get("content-type"))
+            gzip = check_encoding(request.headers.get("content-encoding"))
+            check_declared_length(request.headers.get("content-length"), settings.max_body_bytes)
+            body = await read_limited(request.stream(), gzip=gzip, limit=settings.max_body_bytes)
+            decoded = decode(fmt, body)
+        except UnsupportedMediaType as exc:
+            return _error(metrics, "json", 415, code_pb2.INVALID_ARGUMENT, str(exc))
+        except UnsupportedEncoding as exc:
+            return _error(metrics, fmt, 415, code_pb2.INVALID_ARGUMENT, str(exc))
+        except BodyTooLarge as exc:
+            return _error(metrics, fmt, 413, code_pb2.RESOURCE_EXHAUSTED, str(exc))
+        except (MalformedBody, MalformedPayload) as exc:
+            return _error(metrics, fmt, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+
+        received = len(decoded.rows) + decoded.rejected
+        metrics.spans_received.inc(received)
+        if decoded.rejected:
+            metrics.spans_rejected.labels(reason="invalid").inc(decoded.rejected)
+        rejected, errors = decoded.rejected, list(decoded.errors)
+        if decoded.rows:
+            try:
+                result = await writer.submit(decoded.rows)
+            except WriterQueueFull as exc:
+                metrics.spans_refused.labels(reason="queue_full").inc(len(decoded.rows))
+                return _error(
+                    metrics,
+                    fmt,
+                    429,
+                    code_pb2.RESOURCE_EXHAUSTED,
+                    str(exc),
+                    retry_after=settings.retry_after_s,
+                )
+            except WriterUnavailable as exc:
+                metrics.spans_refused.labels(reason="unavailable").inc(len(decoded.rows))
+                return _error(
+                    metrics,
+                    fmt,
+                    503,
+                    code_pb2.UNAVAILABLE,
+                    str(exc),
+                    retry_after=settings.retry_after_s,
+                )
+            rejected += result.rejected
+            errors += result.errors
+        response = ExportTraceServiceResponse()
+        if rejected:
+            response.partial_success.CopyFrom(
+                ExportTracePartialSuccess(rejected_spans=rejected, error_message="; ".join(errors))
+            )
+        metrics.export_requests.labels(code="200").inc()
+        return _message_response(fmt, 200, response)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        details: dict[str, Any] = {
+            "writer": "running" if writer.running else "stopped",
+            "queued_spans": writer.queued_spans,
+        }
+        try:
+            async with db.async_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            details["database"] = "ok"
+            problem = await async_schema_problem(db.async_engine)
+        except Exception as exc:  # any failure to reach the database means not ready
+            details["database"] = f"unreachable: {exc.__class__.__name__}"
+            problem = "database unreachable"
+        details["schema"] = "current" if problem is None else problem
+        ready = problem is None and writer.running
+        details["status"] = "ready" if ready else "not ready"
+        return JSONResponse(details, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _message_response(
+    fmt: Format, status_code: int, message: Message, headers: dict[str, str] | None = None
+) -> Response:
+    if fmt == "json":
+        body = json_format.MessageToJson(message, indent=None).encode()
+        return Response(body, status_code, headers=headers, media_type=JSON_CONTENT_TYPE)
+    return Response(
+        message.SerializeToString(), status_code, headers=headers, media_type=PROTOBUF_CONTENT_TYPE
+    )
+
+
+def _error(
+    metrics: CollectorMetrics,
+    fmt: Format,
+    status_code: int,
+    grpc_code: int,
+    message: str,
+    *,
+    retry_after: int | None = None,
+) -> Response:
+    metrics.export_requests.labels(code=str(status_code)).inc()
+    if status_code >= 500:
+        log.warning("refusing export (%d): %s", status_code, message)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return _message_response(
+        fmt, status_code, status_pb2.Status(code=grpc_code, message=message), headers
+    )

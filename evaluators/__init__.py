@@ -1,0 +1,1 @@
+"""InferWatch evaluators: see ../shared/ARCHITECTURE.md; not built yet."""

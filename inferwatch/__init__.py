@@ -1,0 +1,3 @@
+"""InferWatch: self-hosted observability for LLM inference."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,194 @@
+"""The ``inferwatch`` command. Each subcommand builds ``Settings`` once and passes it on."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inferwatch.settings import Settings
+from inferwatch.store.database import Database, libpq_url
+
+app = typer.Typer(
+    help="InferWatch: self-hosted observability for LLM inference.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The InferWatch database: schema and location.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+
+
+def _setup(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # SIGTERM ends the process through normal exit, so the embedded server is released.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def _database(settings: Settings) -> Database:
+    return Database.from_settings(settings.database_url, settings.home)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def collector(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="OTLP/HTTP port.")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every HTTP request.")] = False,
+) -> None:
+    """Run the OTLP collector (POST /v1/traces) until interrupted."""
+    import uvicorn
+
+    from collector.app import create_app
+    from inferwatch.store.migrate import SchemaError, require_current_schema
+
+    settings = Settings()
+    _setup(settings)
+    cfg = settings.collector.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    db = _database(settings)
+    try:
+        try:
+            revision = require_current_schema(db.engine)
+        except SchemaError as exc:
+            raise _fail(str(exc), 2) from None
+        logging.getLogger("inferwatch").info("schema at revision %s", revision)
+        uvicorn.run(
+            create_app(cfg, db),
+            host=cfg.host,
+            port=cfg.port,
+            log_level=settings.log_level.lower(),
+            access_log=access_log,
+        )
+    finally:
+        db.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from inferwatch.store import migrate
+
+    settings = Settings()
+    _setup(settings)
+    db = _database(settings)
+    try:
+        migrate.upgrade(db.engine, revision)
+        with db.engine.connect() as conn:
+            err.print(f"database at revision {migrate.current_revision(conn)}")
+    finally:
+        db.close()
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1.")],
+) -> None:
+    """Revert migrations down to REVISION."""
+    from inferwatch.store import migrate
+
+    settings = Settings()
+    _setup(settings)
+    db = _database(settings)
+    try:
+        migrate.downgrade(db.engine, revision)
+        with db.engine.connect() as conn:
+            err.print(f"database at revision {migrate.current_revision(conn)}")
+    finally:
+        db.close()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision and whether it matches this code."""
+    from inferwatch.store import migrate
+
+    settings = Settings()
+    _setup(settings)
+    db = _database(settings)
+    try:
+        with db.engine.connect() as conn:
+            current = migrate.current_revision(conn)
+        typer.echo(current or "(empty)")
+        problem = migrate.schema_problem(current)
+        err.print("schema is current" if problem is None else problem)
+        if problem is not None:
+            raise typer.Exit(1)
+    finally:
+        db.close()
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL (for psql and other clients)."""
+    settings = Settings()
+    _setup(settings)
+    db = _database(settings)
+    try:
+        was_running = db.embedded.is_running() if db.embedded is not None else True
+        typer.echo(libpq_url(db.url))
+        if not was_running:
+            err.print(
+                "note: the embedded server runs while an InferWatch process uses it; "
+                "none does now, so it stops when this command exits"
+            )
+    finally:
+        db.close()
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One SQL statement.")],
+    output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    timeout: Annotated[float, typer.Option(help="Statement timeout in seconds.")] = 60.0,
+) -> None:
+    """Run a query in a read-only transaction and print the result."""
+    import psycopg
+
+    from inferwatch.sqlquery import run_readonly, to_csv, to_json
+
+    if output not in ("table", "csv", "json"):
+        raise _fail(f"unknown format {output!r}: use table, csv or json", 2)
+    settings = Settings()
+    _setup(settings)
+    db = _database(settings)
+    try:
+        try:
+            result = run_readonly(db.url, query, timeout_s=timeout)
+        except psycopg.Error as exc:
+            raise _fail(str(exc).strip()) from None
+    finally:
+        db.close()
+    if output == "csv":
+        typer.echo(to_csv(result), nl=False)
+    elif output == "json":
+        typer.echo(to_json(result))
+    else:
+        _print_table(result.columns, result.rows)
+
+
+def _print_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    from inferwatch.sqlquery import cell
+
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*(cell(v) for v in row))
+    Console().print(table)
+    err.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""InferWatch serving: see ../shared/ARCHITECTURE.md; not built yet."""

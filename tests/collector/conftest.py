@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from collector.app import create_app
+from inferwatch.settings import CollectorSettings
+from inferwatch.store.database import Database
+from tests.servers import ServerThread
+
+
+@dataclass
+class Collector:
+    url: str
+    app: FastAPI
+    db: Database
+    http: httpx.Client
+
+    def count(self, table: str = "spans") -> int:
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.app.state.metrics.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else float(value)
+
+
+def run_collector(db: Database, settings: CollectorSettings) -> Iterator[Collector]:
+    app = create_app(settings, db)
+    with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        yield Collector(url, app, db, http)
+
+
+@pytest.fixture
+def collector_settings() -> CollectorSettings:
+    return CollectorSettings(max_body_bytes=1024 * 1024)
+
+
+@pytest.fixture
+def collector(db: Database, collector_settings: CollectorSettings) -> Iterator[Collector]:
+    yield from run_collector(db, collector_settings)

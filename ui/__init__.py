@@ -1,0 +1,1 @@
+"""InferWatch ui: see ../shared/ARCHITECTURE.md; not built yet."""
