@@ -50,14 +50,25 @@ def key_values(attrs: Mapping[str, Any]) -> list[KeyValue]:
 
 
 def span(
-    trace_id: bytes, span_id: bytes, name: str, start_ns: int, end_ns: int, *,
-    parent_span_id: bytes = b"", kind: int = Span.SPAN_KIND_INTERNAL,
-    attributes: Mapping[str, Any] | None = None, error: str | None = None,
+    trace_id: bytes,
+    span_id: bytes,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    *,
+    parent_span_id: bytes = b"",
+    kind: int = Span.SPAN_KIND_INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    error: str | None = None,
 ) -> Span:
     out = Span(
-        trace_id=trace_id, span_id=span_id, parent_span_id=parent_span_id, name=name,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        name=name,
         kind=kind,  # type: ignore[arg-type]
-        start_time_unix_nano=start_ns, end_time_unix_nano=end_ns,
+        start_time_unix_nano=start_ns,
+        end_time_unix_nano=end_ns,
         attributes=key_values(attributes or {}),
     )
     if error is not None:
@@ -66,8 +77,13 @@ def span(
     return out
 
 
-def resource_spans(service: str, spans: Sequence[Span], *, scope: str = "inferwatch",
-                   resource: Mapping[str, Any] | None = None) -> ResourceSpans:
+def resource_spans(
+    service: str,
+    spans: Sequence[Span],
+    *,
+    scope: str = "inferwatch",
+    resource: Mapping[str, Any] | None = None,
+) -> ResourceSpans:
     out = ResourceSpans()
     out.resource.attributes.extend(key_values({"service.name": service, **(resource or {})}))
     scope_spans = out.scope_spans.add()
@@ -95,18 +111,26 @@ class Request:
     error: str | None
 
 
-def random_request(rng: random.Random, start_ns: int, *, model: str = DEFAULT_MODEL,
-                   error_rate: float = 0.0) -> Request:
+def random_request(
+    rng: random.Random, start_ns: int, *, model: str = DEFAULT_MODEL, error_rate: float = 0.0
+) -> Request:
     queue = rng.uniform(0.0, 0.05)
     prefill = rng.uniform(0.005, 0.2)
     output_tokens = rng.randint(1, 400)
     decode = output_tokens * rng.uniform(0.01, 0.04)
     return Request(
-        trace_id=rng.randbytes(16), gateway_span_id=rng.randbytes(8),
-        engine_span_id=rng.randbytes(8), model=model, start_ns=start_ns,
-        e2e_s=queue + prefill + decode + 0.002, ttft_s=queue + prefill + 0.001,
-        queue_s=queue, prefill_s=prefill, decode_s=decode,
-        input_tokens=rng.randint(5, 2000), output_tokens=output_tokens,
+        trace_id=rng.randbytes(16),
+        gateway_span_id=rng.randbytes(8),
+        engine_span_id=rng.randbytes(8),
+        model=model,
+        start_ns=start_ns,
+        e2e_s=queue + prefill + decode + 0.002,
+        ttft_s=queue + prefill + 0.001,
+        queue_s=queue,
+        prefill_s=prefill,
+        decode_s=decode,
+        input_tokens=rng.randint(5, 2000),
+        output_tokens=output_tokens,
         error="upstream returned 500" if rng.random() < error_rate else None,
     )
 
@@ -114,8 +138,13 @@ def random_request(rng: random.Random, start_ns: int, *, model: str = DEFAULT_MO
 def gateway_span(req: Request) -> Span:
     end = req.start_ns + int(req.e2e_s * 1e9)
     return span(
-        req.trace_id, req.gateway_span_id, f"chat {req.model}", req.start_ns, end,
-        kind=Span.SPAN_KIND_CLIENT, error=req.error,
+        req.trace_id,
+        req.gateway_span_id,
+        f"chat {req.model}",
+        req.start_ns,
+        end,
+        kind=Span.SPAN_KIND_CLIENT,
+        error=req.error,
         attributes={
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": "vllm",
@@ -140,8 +169,13 @@ def engine_span(req: Request) -> Span:
     start = req.start_ns + 500_000  # vLLM sees the request 0.5 ms after the gateway
     end = start + int((req.queue_s + req.prefill_s + req.decode_s) * 1e9)
     return span(
-        req.trace_id, req.engine_span_id, "llm_request", start, end,
-        parent_span_id=req.gateway_span_id, kind=Span.SPAN_KIND_SERVER,
+        req.trace_id,
+        req.engine_span_id,
+        "llm_request",
+        start,
+        end,
+        parent_span_id=req.gateway_span_id,
+        kind=Span.SPAN_KIND_SERVER,
         attributes={
             "gen_ai.response.model": req.model,
             "gen_ai.request.id": f"chatcmpl-{req.trace_id.hex()[:16]}",
@@ -163,9 +197,13 @@ def engine_span(req: Request) -> Span:
 
 def export_request(requests: Sequence[Request]) -> ExportTraceServiceRequest:
     """One export holding every request's two spans, grouped by service as SDKs do."""
-    return ExportTraceServiceRequest(resource_spans=[
-        resource_spans(GATEWAY_SERVICE, [gateway_span(r) for r in requests],
-                       scope="inferwatch.serving"),
-        resource_spans(VLLM_SERVICE, [engine_span(r) for r in requests],
-                       scope="vllm.llm_engine"),
-    ])
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            resource_spans(
+                GATEWAY_SERVICE, [gateway_span(r) for r in requests], scope="inferwatch.serving"
+            ),
+            resource_spans(
+                VLLM_SERVICE, [engine_span(r) for r in requests], scope="vllm.llm_engine"
+            ),
+        ]
+    )

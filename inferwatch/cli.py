@@ -25,12 +25,14 @@ app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
 
-def _setup(settings: Settings) -> None:
+def _setup(settings: Settings, *, sigterm_exit_code: int = 143) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # SIGTERM ends the process through normal exit, so the embedded server is released.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Servers exit 0: for them SIGTERM is the normal way to stop (uvicorn drains first,
+    # then re-raises the signal).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(sigterm_exit_code))
 
 
 def _database(settings: Settings) -> Database:
@@ -55,7 +57,7 @@ def collector(
     from inferwatch.store.migrate import SchemaError, require_current_schema
 
     settings = Settings()
-    _setup(settings)
+    _setup(settings, sigterm_exit_code=0)
     cfg = settings.collector.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
@@ -95,9 +97,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 
 @db_app.command("downgrade")
 def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1.")],
+    revision: Annotated[
+        str, typer.Argument(help="Target revision (e.g. base); default: one step back.")
+    ] = "-1",
 ) -> None:
-    """Revert migrations down to REVISION."""
+    """Revert migrations: one step, or down to REVISION."""
     from inferwatch.store import migrate
 
     settings = Settings()

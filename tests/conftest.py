@@ -47,8 +47,9 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_url(pg_admin_url: str) -> str:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(TEMPLATE_DB)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     url = _with_database(pg_admin_url, TEMPLATE_DB)
     db = Database(url)
@@ -63,16 +64,18 @@ def create_database(pg_admin_url: str, *, template: str | None) -> str:
     name = f"inferwatch_test_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         query = "CREATE DATABASE {} TEMPLATE {}" if template else "CREATE DATABASE {}"
-        conn.execute(sql.SQL(query).format(
-            sql.Identifier(name), sql.Identifier(template or "template1")))
+        conn.execute(
+            sql.SQL(query).format(sql.Identifier(name), sql.Identifier(template or "template1"))
+        )
     return _with_database(pg_admin_url, name)
 
 
 def drop_database(pg_admin_url: str, url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -28,6 +40,19 @@ class Span(Base):
     """
 
     __tablename__ = "spans"
+    __table_args__ = (
+        PrimaryKeyConstraint("trace_id", "span_id", name="pk_spans"),
+        CheckConstraint("status_code IN ('UNSET', 'OK', 'ERROR')", name="ck_spans_status_code"),
+        Index("ix_spans_start_time", "start_time"),
+        Index(
+            "ix_spans_llm_model_start_time", "model", "start_time", postgresql_where=text("is_llm")
+        ),
+        Index(
+            "ix_spans_llm_errors_start_time",
+            "start_time",
+            postgresql_where=text("is_llm AND status_code = 'ERROR'"),
+        ),
+    )
 
     trace_id: Mapped[str] = mapped_column(Text, primary_key=True)
     span_id: Mapped[str] = mapped_column(Text, primary_key=True)

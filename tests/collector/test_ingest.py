@@ -47,22 +47,25 @@ def test_otel_sdk_exporter_spans_are_stored_with_lifted_columns(
     tracer = provider.get_tracer("tests")
     with tracer.start_as_current_span("handle question") as parent:
         with tracer.start_as_current_span("chat tiny-model", kind=SpanKind.CLIENT) as llm:
-            llm.set_attributes({
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": "vllm",
-                "gen_ai.request.model": "tiny-model",
-                "gen_ai.usage.input_tokens": 12,
-                "gen_ai.usage.output_tokens": 5,
-                "gen_ai.response.time_to_first_chunk": 0.25,
-                "gen_ai.response.finish_reasons": ["length"],
-                "gen_ai.response.id": "chatcmpl-1",
-            })
+            llm.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "vllm",
+                    "gen_ai.request.model": "tiny-model",
+                    "gen_ai.usage.input_tokens": 12,
+                    "gen_ai.usage.output_tokens": 5,
+                    "gen_ai.response.time_to_first_chunk": 0.25,
+                    "gen_ai.response.finish_reasons": ["length"],
+                    "gen_ai.response.id": "chatcmpl-1",
+                }
+            )
             llm.set_status(StatusCode.ERROR, "upstream timed out")
         trace_id = format(parent.get_span_context().trace_id, "032x")
     provider.shutdown()
 
-    spans = rows(collector, "SELECT * FROM spans WHERE trace_id = :t ORDER BY start_time",
-                 t=trace_id)
+    spans = rows(
+        collector, "SELECT * FROM spans WHERE trace_id = :t ORDER BY start_time", t=trace_id
+    )
     assert [s["name"] for s in spans] == ["handle question", "chat tiny-model"]
     outer, call = spans
     assert outer["is_llm"] is False and outer["parent_span_id"] is None
@@ -108,8 +111,7 @@ def test_vllm_shaped_protobuf_gives_one_request_row_per_trace(collector: Collect
         assert row["queue_ms"] == pytest.approx(req.queue_s * 1000)  # vLLM's own phases
         assert row["prefill_ms"] == pytest.approx(req.prefill_s * 1000)
         assert row["decode_ms"] == pytest.approx(req.decode_s * 1000)
-        assert (row["input_tokens"], row["output_tokens"]) == (req.input_tokens,
-                                                               req.output_tokens)
+        assert (row["input_tokens"], row["output_tokens"]) == (req.input_tokens, req.output_tokens)
         if req.output_tokens > 1:
             expected = (row["e2e_ms"] - row["ttft_ms"]) / (req.output_tokens - 1)
             assert row["tpot_ms"] == pytest.approx(expected)
@@ -125,8 +127,12 @@ def test_vllm_engine_span_alone_is_a_request(collector: Collector) -> None:
     (req,) = synthetic_requests(1)
     body = synthetic.export_request([req])
     del body.resource_spans[0]  # drop the gateway's spans
-    assert collector.http.post("/v1/traces", content=body.SerializeToString(),
-                               headers=PROTOBUF).status_code == 200
+    assert (
+        collector.http.post(
+            "/v1/traces", content=body.SerializeToString(), headers=PROTOBUF
+        ).status_code
+        == 200
+    )
     (row,) = rows(collector, "SELECT * FROM llm_requests")
     assert row["span_id"] == req.engine_span_id.hex()
     assert row["engine_span_id"] is None
@@ -153,23 +159,52 @@ def test_vllm_shaped_json_is_stored_like_protobuf(collector: Collector) -> None:
 
 def test_hand_written_json_with_enum_numbers_and_string_int64(collector: Collector) -> None:
     trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
-    document = {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "vllm"}}]},
-        "scopeSpans": [{"scope": {"name": "vllm"}, "spans": [{
-            "traceId": trace_id, "spanId": span_id, "parentSpanId": "",
-            "name": "llm_request", "kind": 2,
-            "startTimeUnixNano": "1763700000000000000", "endTimeUnixNano": "1763700001500000000",
-            "attributes": [
-                {"key": "gen_ai.response.model", "value": {"stringValue": "m"}},
-                {"key": "gen_ai.usage.prompt_tokens", "value": {"intValue": "40"}},
-                {"key": "gen_ai.usage.completion_tokens", "value": {"intValue": 11}},
-                {"key": "gen_ai.latency.time_to_first_token", "value": {"doubleValue": 0.5}},
-                {"key": "gen_ai.latency.e2e", "value": {"doubleValue": 1.5}},
-                {"key": "gen_ai.latency.time_in_queue", "value": {"doubleValue": 0.1}},
-            ],
-            "status": {"code": 1},
-        }]}],
-    }]}
+    document = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "vllm"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "vllm"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "parentSpanId": "",
+                                "name": "llm_request",
+                                "kind": 2,
+                                "startTimeUnixNano": "1763700000000000000",
+                                "endTimeUnixNano": "1763700001500000000",
+                                "attributes": [
+                                    {"key": "gen_ai.response.model", "value": {"stringValue": "m"}},
+                                    {
+                                        "key": "gen_ai.usage.prompt_tokens",
+                                        "value": {"intValue": "40"},
+                                    },
+                                    {
+                                        "key": "gen_ai.usage.completion_tokens",
+                                        "value": {"intValue": 11},
+                                    },
+                                    {
+                                        "key": "gen_ai.latency.time_to_first_token",
+                                        "value": {"doubleValue": 0.5},
+                                    },
+                                    {"key": "gen_ai.latency.e2e", "value": {"doubleValue": 1.5}},
+                                    {
+                                        "key": "gen_ai.latency.time_in_queue",
+                                        "value": {"doubleValue": 0.1},
+                                    },
+                                ],
+                                "status": {"code": 1},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     response = collector.http.post("/v1/traces", json=document)
     assert response.status_code == 200, response.text
 
@@ -185,8 +220,12 @@ def test_hand_written_json_with_enum_numbers_and_string_int64(collector: Collect
 
 def _json_llm_span(trace_id: str, span_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
     return {
-        "traceId": trace_id, "spanId": span_id, "name": "llm", "kind": "SPAN_KIND_INTERNAL",
-        "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 2_000_000_000),
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": "llm",
+        "kind": "SPAN_KIND_INTERNAL",
+        "startTimeUnixNano": str(T0),
+        "endTimeUnixNano": str(T0 + 2_000_000_000),
         "attributes": [{"key": k, "value": _json_value(v)} for k, v in attributes.items()],
     }
 
@@ -198,31 +237,49 @@ def _json_value(v: Any) -> dict[str, Any]:
 
 
 def _json_doc(service: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-        "scopeSpans": [{"scope": {"name": "instrumentation"}, "spans": spans}],
-    }]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                },
+                "scopeSpans": [{"scope": {"name": "instrumentation"}, "spans": spans}],
+            }
+        ]
+    }
 
 
 def test_openinference_llm_span_is_lifted(collector: Collector) -> None:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
-    document = _json_doc("rag-app", [
-        _json_llm_span(trace_id, "b7ad6b7169203331", {
-            "openinference.span.kind": "LLM",
-            "llm.model_name": "gpt-4o-mini",
-            "llm.provider": "openai",
-            "llm.token_count.prompt": 30,
-            "llm.token_count.completion": 7,
-            "llm.input_messages.0.message.role": "system",
-            "llm.input_messages.0.message.content": "Answer briefly.",
-            "llm.input_messages.1.message.role": "user",
-            "llm.input_messages.1.message.content": "Capital of France?",
-            "output.value": "Paris.",
-        }),
-        {**_json_llm_span(trace_id, "00f067aa0ba902b7", {"openinference.span.kind": "CHAIN",
-                                                         "llm.model_name": "ignored"}),
-         "name": "chain"},
-    ])
+    document = _json_doc(
+        "rag-app",
+        [
+            _json_llm_span(
+                trace_id,
+                "b7ad6b7169203331",
+                {
+                    "openinference.span.kind": "LLM",
+                    "llm.model_name": "gpt-4o-mini",
+                    "llm.provider": "openai",
+                    "llm.token_count.prompt": 30,
+                    "llm.token_count.completion": 7,
+                    "llm.input_messages.0.message.role": "system",
+                    "llm.input_messages.0.message.content": "Answer briefly.",
+                    "llm.input_messages.1.message.role": "user",
+                    "llm.input_messages.1.message.content": "Capital of France?",
+                    "output.value": "Paris.",
+                },
+            ),
+            {
+                **_json_llm_span(
+                    trace_id,
+                    "00f067aa0ba902b7",
+                    {"openinference.span.kind": "CHAIN", "llm.model_name": "ignored"},
+                ),
+                "name": "chain",
+            },
+        ],
+    )
     assert collector.http.post("/v1/traces", json=document).status_code == 200
 
     (row,) = rows(collector, "SELECT * FROM llm_requests")
@@ -241,17 +298,27 @@ def test_genai_semconv_messages_are_lifted_as_text(collector: Collector) -> None
         {"role": "system", "parts": [{"type": "text", "content": "Be terse."}]},
         {"role": "user", "parts": [{"type": "text", "content": "2+2?"}]},
     ]
-    outputs = [{"role": "assistant", "parts": [{"type": "text", "content": "4"}],
-                "finish_reason": "stop"}]
-    document = _json_doc("svc", [_json_llm_span("1" * 32, "2" * 16, {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.system": "openai",
-        "gen_ai.request.model": "gpt-x",
-        "gen_ai.usage.input_tokens": 9,
-        "gen_ai.usage.output_tokens": 1,
-        "gen_ai.input.messages": orjson.dumps(inputs).decode(),
-        "gen_ai.output.messages": orjson.dumps(outputs).decode(),
-    })])
+    outputs = [
+        {"role": "assistant", "parts": [{"type": "text", "content": "4"}], "finish_reason": "stop"}
+    ]
+    document = _json_doc(
+        "svc",
+        [
+            _json_llm_span(
+                "1" * 32,
+                "2" * 16,
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.system": "openai",
+                    "gen_ai.request.model": "gpt-x",
+                    "gen_ai.usage.input_tokens": 9,
+                    "gen_ai.usage.output_tokens": 1,
+                    "gen_ai.input.messages": orjson.dumps(inputs).decode(),
+                    "gen_ai.output.messages": orjson.dumps(outputs).decode(),
+                },
+            )
+        ],
+    )
     assert collector.http.post("/v1/traces", json=document).status_code == 200
 
     (row,) = rows(collector, "SELECT * FROM llm_requests")
@@ -263,12 +330,21 @@ def test_genai_semconv_messages_are_lifted_as_text(collector: Collector) -> None
 
 
 def test_agent_span_is_not_a_request_and_does_not_hide_its_calls(collector: Collector) -> None:
-    agent = _json_llm_span("3" * 32, "4" * 16, {"gen_ai.operation.name": "invoke_agent",
-                                                 "gen_ai.request.model": "m",
-                                                 "gen_ai.usage.input_tokens": 100})
-    call = {**_json_llm_span("3" * 32, "5" * 16, {"gen_ai.operation.name": "chat",
-                                                   "gen_ai.request.model": "m"}),
-            "parentSpanId": "4" * 16}
+    agent = _json_llm_span(
+        "3" * 32,
+        "4" * 16,
+        {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.request.model": "m",
+            "gen_ai.usage.input_tokens": 100,
+        },
+    )
+    call = {
+        **_json_llm_span(
+            "3" * 32, "5" * 16, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"}
+        ),
+        "parentSpanId": "4" * 16,
+    }
     assert collector.http.post("/v1/traces", json=_json_doc("a", [agent, call])).status_code == 200
     assert [r["span_id"] for r in rows(collector, "SELECT span_id FROM llm_requests")] == ["5" * 16]
 
@@ -290,16 +366,29 @@ def test_spans_arriving_in_separate_batches_join_into_one_request(collector: Col
     del engine_first.resource_spans[0]
     del gateway_later.resource_spans[1]
     for body in (engine_first, gateway_later):
-        response = collector.http.post("/v1/traces", content=body.SerializeToString(),
-                                       headers=PROTOBUF)
+        response = collector.http.post(
+            "/v1/traces", content=body.SerializeToString(), headers=PROTOBUF
+        )
         assert response.status_code == 200
     (row,) = rows(collector, "SELECT span_id, engine_span_id FROM llm_requests")
     assert row == {"span_id": req.gateway_span_id.hex(), "engine_span_id": req.engine_span_id.hex()}
 
 
 def test_nul_characters_do_not_sink_the_batch(collector: Collector) -> None:
-    document = _json_doc("svc\x00x", [_json_llm_span("6" * 32, "7" * 16, {
-        "gen_ai.request.model": "m\x00odel", "k\x00ey": "v\x00al", "output.value": "a\x00b"})])
+    document = _json_doc(
+        "svc\x00x",
+        [
+            _json_llm_span(
+                "6" * 32,
+                "7" * 16,
+                {
+                    "gen_ai.request.model": "m\x00odel",
+                    "k\x00ey": "v\x00al",
+                    "output.value": "a\x00b",
+                },
+            )
+        ],
+    )
     assert collector.http.post("/v1/traces", json=document).status_code == 200
     (span,) = rows(collector, "SELECT * FROM spans")
     assert span["model"] == "m\ufffdodel"
@@ -310,8 +399,9 @@ def test_nul_characters_do_not_sink_the_batch(collector: Collector) -> None:
 
 def test_gzip_protobuf_body(collector: Collector) -> None:
     body = gzip.compress(synthetic.export_request(synthetic_requests(2)).SerializeToString())
-    response = collector.http.post("/v1/traces", content=body,
-                                   headers={**PROTOBUF, "Content-Encoding": "gzip"})
+    response = collector.http.post(
+        "/v1/traces", content=body, headers={**PROTOBUF, "Content-Encoding": "gzip"}
+    )
     assert response.status_code == 200
     assert collector.count() == 4
 
@@ -340,12 +430,19 @@ def test_health_and_readiness(collector: Collector) -> None:
 def test_concurrent_requests_are_all_stored(collector: Collector) -> None:
     import concurrent.futures
 
-    bodies = [synthetic.export_request(synthetic_requests(10, seed=s)).SerializeToString()
-              for s in range(40)]
+    bodies = [
+        synthetic.export_request(synthetic_requests(10, seed=s)).SerializeToString()
+        for s in range(40)
+    ]
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        codes = list(pool.map(
-            lambda b: collector.http.post("/v1/traces", content=b, headers=PROTOBUF).status_code,
-            bodies))
+        codes = list(
+            pool.map(
+                lambda b: (
+                    collector.http.post("/v1/traces", content=b, headers=PROTOBUF).status_code
+                ),
+                bodies,
+            )
+        )
     assert codes == [200] * 40, time.perf_counter() - started
     assert collector.count() == 800
