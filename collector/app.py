@@ -10,6 +10,7 @@ committed now. Error bodies are ``google.rpc.Status`` in the request's encoding.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from collector.body import (
@@ -48,9 +49,18 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 def create_app(
-    settings: CollectorSettings, db: Database, *, registry: CollectorRegistry | None = None
+    settings: CollectorSettings,
+    db: Database,
+    *,
+    registry: CollectorRegistry | None = None,
+    owns_database: bool = False,
 ) -> FastAPI:
-    """The collector app; its lifespan checks the schema and runs the span writer."""
+    """The collector app; its lifespan checks the schema and runs the span writer.
+
+    With ``owns_database`` the app closes ``db`` when it stops. Under
+    ``PROMETHEUS_MULTIPROC_DIR`` (several worker processes), ``/metrics`` sums
+    every worker's metrics.
+    """
     metrics = CollectorMetrics(registry if registry is not None else CollectorRegistry())
     writer = SpanWriter(db.connect_raw, settings, metrics)
 
@@ -64,6 +74,8 @@ def create_app(
             yield
         finally:
             await writer.stop()
+            if owns_database:
+                await db.aclose()
 
     app = FastAPI(title="InferWatch collector", lifespan=lifespan)
     app.state.writer = writer
@@ -150,9 +162,20 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest(_exposed_registry(metrics.registry)), media_type=CONTENT_TYPE_LATEST
+        )
 
     return app
+
+
+def _exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return own
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def _message_response(

@@ -11,8 +11,7 @@ the whole dict as well.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -40,10 +39,15 @@ FINISH_REASONS = ("gen_ai.response.finish_reasons", "gen_ai.response.finish_reas
 REQUEST_ID = ("gen_ai.response.id", "gen_ai.request.id")
 PROMPT = ("gen_ai.input.messages", "gen_ai.prompt", "input.value")
 COMPLETION = ("gen_ai.output.messages", "gen_ai.completion", "output.value")
-# Flattened message lists: OpenInference and OpenLLMetry.
+# Flattened message lists: OpenInference and OpenLLMetry. A span has such a
+# list when its first message has one of the keys in the second tuple.
 PROMPT_PREFIXES = ("llm.input_messages.", "gen_ai.prompt.")
 COMPLETION_PREFIXES = ("llm.output_messages.", "gen_ai.completion.")
-VLLM_LATENCY_PREFIX = "gen_ai.latency."
+_FIRST_MESSAGE_FIELDS = ("0.message.content", "0.message.role", "0.content", "0.role")
+_PROMPT_SENTINELS = frozenset(p + f for p in PROMPT_PREFIXES for f in _FIRST_MESSAGE_FIELDS)
+_COMPLETION_SENTINELS = frozenset(p + f for p in COMPLETION_PREFIXES for f in _FIRST_MESSAGE_FIELDS)
+# Any of these marks a span carrying vLLM's own request timings.
+VLLM_ENGINE_ATTRIBUTES = frozenset({*QUEUE_S, *E2E_S, "gen_ai.latency.time_to_first_token"})
 OPENINFERENCE_KIND = "openinference.span.kind"
 
 # Operations that are not a call to a model (agents, tools, retrieval): such a
@@ -54,8 +58,7 @@ NON_MODEL_OPERATIONS = frozenset(
 OPENINFERENCE_OPERATIONS = {"LLM": "chat", "EMBEDDING": "embeddings"}
 
 
-@dataclass(frozen=True, slots=True)
-class LlmFacts:
+class LlmFacts(NamedTuple):  # a NamedTuple: built for every span, and cheap to build
     is_llm: bool
     operation: str | None = None
     provider: str | None = None
@@ -102,7 +105,7 @@ def lift(attrs: dict[str, Any], span_name: str, duration_ms: float) -> LlmFacts:
     output_tokens = _count(attrs, OUTPUT_TOKENS)
     ttft = _ms(attrs, TTFT_S)
     queue = _ms(attrs, QUEUE_S)
-    engine_facts = queue is not None or any(k.startswith(VLLM_LATENCY_PREFIX) for k in attrs)
+    engine_facts = not VLLM_ENGINE_ATTRIBUTES.isdisjoint(attrs)
     if provider is None and engine_facts:
         provider = "vllm"
     is_llm = (
@@ -134,8 +137,8 @@ def lift(attrs: dict[str, Any], span_name: str, duration_ms: float) -> LlmFacts:
         decode_ms=_ms(attrs, DECODE_S),
         finish_reason=_finish_reason(attrs),
         request_id=_text(attrs, REQUEST_ID),
-        prompt=_messages_text(attrs, PROMPT, PROMPT_PREFIXES),
-        completion=_messages_text(attrs, COMPLETION, COMPLETION_PREFIXES),
+        prompt=_messages_text(attrs, PROMPT, PROMPT_PREFIXES, _PROMPT_SENTINELS),
+        completion=_messages_text(attrs, COMPLETION, COMPLETION_PREFIXES, _COMPLETION_SENTINELS),
     )
 
 
@@ -148,28 +151,34 @@ def _first(attrs: dict[str, Any], names: tuple[str, ...]) -> Any:
 
 
 def _text(attrs: dict[str, Any], names: tuple[str, ...]) -> str | None:
-    value = _first(attrs, names)
-    return None if value is None else str(value)
+    for name in names:
+        value = attrs.get(name)
+        if value is not None and value != "":
+            return value if type(value) is str else str(value)
+    return None
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
+    """A finite, non-negative number from an int, float or numeric string; else None."""
+    kind = type(value)
+    if kind is float or kind is int:  # the usual case, checked first (bool is not int here)
         number = float(value)
-    elif isinstance(value, str):
+    elif kind is str:
         try:
             number = float(value)
         except ValueError:
             return None
     else:
         return None
-    return number if math.isfinite(number) and number >= 0 else None
+    return number if 0.0 <= number < math.inf else None  # NaN fails both comparisons
 
 
 def _count(attrs: dict[str, Any], names: tuple[str, ...]) -> int | None:
     for name in names:
-        number = _number(attrs.get(name))
+        value = attrs.get(name)
+        if value is None:
+            continue
+        number = _number(value)
         if number is not None and number.is_integer() and number < 2**31:
             return int(number)
     return None
@@ -177,7 +186,10 @@ def _count(attrs: dict[str, Any], names: tuple[str, ...]) -> int | None:
 
 def _ms(attrs: dict[str, Any], names_in_seconds: tuple[str, ...]) -> float | None:
     for name in names_in_seconds:
-        number = _number(attrs.get(name))
+        value = attrs.get(name)
+        if value is None:
+            continue
+        number = _number(value)
         if number is not None:
             return number * 1000.0
     return None
@@ -211,13 +223,17 @@ def _parse_json(value: Any) -> Any:
 
 
 def _messages_text(
-    attrs: dict[str, Any], names: tuple[str, ...], prefixes: tuple[str, ...]
+    attrs: dict[str, Any],
+    names: tuple[str, ...],
+    prefixes: tuple[str, ...],
+    sentinels: frozenset[str],
 ) -> str | None:
     value = _first(attrs, names)
     if value is not None:
         return render_messages(_parse_json(value))
-    flattened = _flattened_messages(attrs, prefixes)
-    return render_messages(flattened) if flattened else None
+    if sentinels.isdisjoint(attrs):
+        return None  # the common case, decided without scanning every key
+    return render_messages(_flattened_messages(attrs, prefixes))
 
 
 def _flattened_messages(attrs: dict[str, Any], prefixes: tuple[str, ...]) -> list[dict[str, Any]]:

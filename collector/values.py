@@ -1,9 +1,10 @@
 """OTLP ``AnyValue`` to JSON-ready Python values.
 
-Postgres text and JSONB cannot hold U+0000, so NUL characters become U+FFFD
-here, before they can fail a whole batch at write time. Non-finite doubles,
-which JSON cannot hold, become the strings "NaN", "Infinity", "-Infinity".
-Bytes become base64 strings, as in the OTLP JSON encoding.
+Non-finite doubles, which JSON cannot hold, become the strings "NaN",
+"Infinity", "-Infinity". Bytes become base64 strings, as in the OTLP JSON
+encoding. Postgres text and JSONB cannot hold U+0000: ``clean_text`` and
+``scrub_nul`` turn it into U+FFFD. ``attributes_dict`` leaves that to its
+caller, who can check the serialized JSON once instead of every string.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def clean_text(s: str) -> str:
 def any_value(v: AnyValue) -> Any:
     kind = v.WhichOneof("value")
     if kind == "string_value":
-        return clean_text(v.string_value)
+        return v.string_value
     if kind == "int_value":
         return v.int_value
     if kind == "double_value":
@@ -45,5 +46,38 @@ def any_value(v: AnyValue) -> Any:
 
 
 def attributes_dict(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    """Attribute list as a dict; a repeated key keeps its last value."""
-    return {clean_text(kv.key): any_value(kv.value) for kv in kvs}
+    """Attribute list as a dict; a repeated key keeps its last value. NULs are kept.
+
+    The hot path of ingest (every attribute of every span): scalar kinds are
+    handled inline rather than through ``any_value``.
+    """
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        v: Any
+        if kind == "string_value":
+            v = value.string_value
+        elif kind == "int_value":
+            v = value.int_value
+        elif kind == "double_value":
+            v = value.double_value
+            if v - v != 0.0:  # NaN or ±Infinity
+                v = any_value(value)
+        elif kind == "bool_value":
+            v = value.bool_value
+        else:
+            v = any_value(value)
+        out[kv.key] = v
+    return out
+
+
+def scrub_nul(value: Any) -> Any:
+    """``value`` with U+0000 replaced in every string, keys included."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): scrub_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_nul(v) for v in value]
+    return value

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.types.json import set_json_dumps
 
 from collector.mapping import SpanRow
 from collector.metrics import CollectorMetrics
@@ -40,7 +41,8 @@ RECONNECT_INTERVAL_S = 1.0  # after a failed connect, fail fast for this long
 # Postgres refused these rows for their values: isolate them, store the rest.
 ROW_ERRORS: tuple[type[psycopg.Error], ...] = (psycopg.DataError, psycopg.IntegrityError)
 
-_STAGING_COLUMNS: tuple[tuple[str, str], ...] = (
+# The columns the writer fills, in ``SpanRow`` order, with their types for binary COPY.
+COLUMNS: tuple[tuple[str, str], ...] = (
     ("trace_id", "text"),
     ("span_id", "text"),
     ("parent_span_id", "text"),
@@ -50,14 +52,17 @@ _STAGING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("service_name", "text"),
     ("scope_name", "text"),
     ("scope_version", "text"),
+    ("start_time", "timestamptz"),
+    ("end_time", "timestamptz"),
     ("start_time_unix_nano", "int8"),
     ("end_time_unix_nano", "int8"),
+    ("duration_ms", "float8"),
     ("status_code", "text"),
     ("status_message", "text"),
-    ("resource", "text"),
-    ("attributes", "text"),
-    ("events", "text"),
-    ("links", "text"),
+    ("resource", "jsonb"),
+    ("attributes", "jsonb"),
+    ("events", "jsonb"),
+    ("links", "jsonb"),
     ("is_llm", "bool"),
     ("operation", "text"),
     ("provider", "text"),
@@ -75,32 +80,20 @@ _STAGING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt", "text"),
     ("completion", "text"),
 )
-assert tuple(name for name, _ in _STAGING_COLUMNS) == SpanRow._fields
+assert tuple(name for name, _ in COLUMNS) == SpanRow._fields
 
-_COLUMN_LIST = ", ".join(name for name, _ in _STAGING_COLUMNS)
+_COLUMN_LIST = ", ".join(name for name, _ in COLUMNS)
+COPY_TYPES = [pgtype for _, pgtype in COLUMNS]
+COPY_SPANS = f"COPY spans ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+COPY_STAGING = f"COPY spans_staging ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 STAGING_DDL = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS spans_staging ("
-    + ", ".join(f"{name} {pgtype}" for name, pgtype in _STAGING_COLUMNS)
-    + ") ON COMMIT DELETE ROWS"
+    "CREATE TEMPORARY TABLE IF NOT EXISTS spans_staging "
+    "(LIKE spans INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-COPY_SQL = f"COPY spans_staging ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-COPY_TYPES = [pgtype for _, pgtype in _STAGING_COLUMNS]
-_EPOCH_PLUS = "TIMESTAMPTZ 'epoch' + ({col} / 1000)::float8 * INTERVAL '1 microsecond'"
-INSERT_SQL = f"""
-INSERT INTO spans ({_COLUMN_LIST}, start_time, end_time, duration_ms)
-SELECT trace_id, span_id, parent_span_id, trace_state, name, kind, service_name,
-       scope_name, scope_version, start_time_unix_nano, end_time_unix_nano,
-       status_code, status_message,
-       resource::jsonb, attributes::jsonb, events::jsonb, links::jsonb,
-       is_llm, operation, provider, model, input_tokens, output_tokens,
-       ttft_ms, tpot_ms, e2e_ms, queue_ms, prefill_ms, decode_ms,
-       finish_reason, request_id, prompt, completion,
-       {_EPOCH_PLUS.format(col="start_time_unix_nano")},
-       {_EPOCH_PLUS.format(col="end_time_unix_nano")},
-       (end_time_unix_nano - start_time_unix_nano) / 1e6
-FROM spans_staging
-ON CONFLICT (trace_id, span_id) DO NOTHING
-"""
+INSERT_FROM_STAGING = (
+    f"INSERT INTO spans ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM spans_staging "
+    "ON CONFLICT (trace_id, span_id) DO NOTHING"
+)
 
 
 class WriterQueueFull(RuntimeError):
@@ -127,20 +120,41 @@ class _Pending:
 
 async def prepare_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     """Make ``conn`` ready for ``write_rows``: autocommit outside explicit transactions,
-    and the session's staging table."""
+    JSON columns taking the mapper's JSON text as is, and the session's staging table."""
     await conn.set_autocommit(True)
+    set_json_dumps(_already_json, context=conn)
     await conn.execute(STAGING_DDL)
 
 
 async def write_rows(conn: psycopg.AsyncConnection[Any], rows: list[SpanRow]) -> int:
-    """Write ``rows`` in one committed transaction; the number of rows newly inserted."""
-    async with conn.transaction(), conn.cursor() as cur:
-        async with cur.copy(COPY_SQL) as copy:
-            copy.set_types(COPY_TYPES)
-            for row in rows:
-                await copy.write_row(row)
-        await cur.execute(INSERT_SQL)
+    """Write ``rows`` in one committed transaction; the number of rows newly inserted.
+
+    The common case is one binary COPY straight into ``spans``. If any span is
+    already stored (a retried batch) or repeated in ``rows``, that transaction
+    fails on the primary key and the rows go through the staging table with
+    ``ON CONFLICT DO NOTHING`` instead: the same result, at twice the cost.
+    """
+    try:
+        async with conn.transaction():
+            await _copy(conn, COPY_SPANS, rows)
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        pass
+    async with conn.transaction():
+        await _copy(conn, COPY_STAGING, rows)
+        cur = await conn.execute(INSERT_FROM_STAGING)
         return max(cur.rowcount, 0)
+
+
+async def _copy(conn: psycopg.AsyncConnection[Any], statement: str, rows: list[SpanRow]) -> None:
+    async with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(COPY_TYPES)
+        for row in rows:
+            await copy.write_row(row)
+
+
+def _already_json(text: Any) -> Any:
+    return text
 
 
 class SpanWriter(Daemon):

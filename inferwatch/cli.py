@@ -48,34 +48,45 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def collector(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="OTLP/HTTP port.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes sharing the port (one core each).")
+    ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request.")] = False,
 ) -> None:
     """Run the OTLP collector (POST /v1/traces) until interrupted."""
+    import os
+    import shutil
+
     import uvicorn
 
-    from collector.app import create_app
     from inferwatch.store.migrate import SchemaError, require_current_schema
 
     settings = Settings()
     _setup(settings, sigterm_exit_code=0)
-    cfg = settings.collector.model_copy(
-        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    )
-    db = _database(settings)
+    cfg = settings.collector
+    db = _database(settings)  # held for the whole run: workers share this embedded server
+    metrics_dir = settings.home.resolve() / "run" / f"collector-metrics-{os.getpid()}"
     try:
         try:
             revision = require_current_schema(db.engine)
         except SchemaError as exc:
             raise _fail(str(exc), 2) from None
         logging.getLogger("inferwatch").info("schema at revision %s", revision)
+        if workers > 1:  # metrics of all workers, summed at /metrics
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         uvicorn.run(
-            create_app(cfg, db),
-            host=cfg.host,
-            port=cfg.port,
+            "collector.main:create",
+            factory=True,
+            host=host or cfg.host,
+            port=port or cfg.port,
+            workers=workers,
             log_level=settings.log_level.lower(),
             access_log=access_log,
         )
     finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         db.close()
 
 

@@ -43,7 +43,7 @@ class Span(Base):
     __table_args__ = (
         PrimaryKeyConstraint("trace_id", "span_id", name="pk_spans"),
         CheckConstraint("status_code IN ('UNSET', 'OK', 'ERROR')", name="ck_spans_status_code"),
-        Index("ix_spans_start_time", "start_time"),
+        Index("ix_spans_start_time", "start_time", postgresql_using="brin"),
         Index(
             "ix_spans_llm_model_start_time", "model", "start_time", postgresql_where=text("is_llm")
         ),
@@ -54,9 +54,9 @@ class Span(Base):
         ),
     )
 
-    trace_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    span_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    parent_span_id: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    span_id: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    parent_span_id: Mapped[str | None] = mapped_column(Text(collation="C"))
     trace_state: Mapped[str | None] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(Text)

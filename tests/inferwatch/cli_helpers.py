@@ -41,9 +41,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_collector(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+def start_collector(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inferwatch.cli", "collector", "--port", str(port)],
+        [sys.executable, "-m", "inferwatch.cli", "collector", "--port", str(port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -112,3 +112,32 @@ def test_downgrade_then_collector_refuses_then_upgrade(home: Path, db_url: str) 
     refused = inferwatch("collector", "--port", str(free_port()), env=env)
     assert refused.returncode == 2 and "inferwatch db upgrade" in refused.stderr
     assert inferwatch("db", "upgrade", env=env).returncode == 0
+
+
+def test_worker_processes_share_the_port_and_their_metrics_add_up(home: Path, db_url: str) -> None:
+    env = cli_env(home, db_url)
+    port = free_port()
+    proc = start_collector(env, port, "--workers", "2")
+    try:
+        rng = random.Random(2)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            for i in range(12):
+                reqs = [
+                    synthetic.random_request(rng, 1_763_700_000_000_000_000 + i * 10 + j)
+                    for j in range(5)
+                ]
+                response = http.post(
+                    "/v1/traces",
+                    content=synthetic.export_request(reqs).SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf"},
+                )
+                assert response.status_code == 200
+            # Whichever worker answers, /metrics is the sum over both.
+            for _ in range(4):
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                assert "inferwatch_collector_spans_stored_total 120.0" in text
+        count = inferwatch("sql", "SELECT count(*) FROM spans", "-f", "csv", env=env)
+        assert count.stdout.splitlines()[1] == "120"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
