@@ -20,10 +20,6 @@ from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
@@ -36,6 +32,8 @@ from collector.body import (
     read_limited,
 )
 from collector.decode import Format, MalformedPayload, UnsupportedMediaType, decode, media_format
+from collector.grpc_receiver import GrpcReceiver
+from collector.ingest import store
 from collector.metrics import CollectorMetrics
 from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
 from inferwatch.settings import CollectorSettings
@@ -70,9 +68,18 @@ def create_app(
         if problem is not None:
             raise SchemaError(problem)
         await writer.start()
+        receiver = None
         try:
+            if settings.grpc_port is not None:
+                receiver = GrpcReceiver(
+                    settings.host, settings.grpc_port, settings.max_body_bytes, writer, metrics
+                )
+                await receiver.start()
+                app.state.grpc_port = receiver.port
             yield
         finally:
+            if receiver is not None:
+                await receiver.stop()
             await writer.stop()
             if owns_database:
                 await db.aclose()
@@ -99,42 +106,27 @@ def create_app(
         except (MalformedBody, MalformedPayload) as exc:
             return _error(metrics, fmt, 400, code_pb2.INVALID_ARGUMENT, str(exc))
 
-        received = len(decoded.rows) + decoded.rejected
-        metrics.spans_received.inc(received)
-        if decoded.rejected:
-            metrics.spans_rejected.labels(reason="invalid").inc(decoded.rejected)
-        rejected, errors = decoded.rejected, list(decoded.errors)
-        if decoded.rows:
-            try:
-                result = await writer.submit(decoded.rows)
-            except WriterQueueFull as exc:
-                metrics.spans_refused.labels(reason="queue_full").inc(len(decoded.rows))
-                return _error(
-                    metrics,
-                    fmt,
-                    429,
-                    code_pb2.RESOURCE_EXHAUSTED,
-                    str(exc),
-                    retry_after=settings.retry_after_s,
-                )
-            except WriterUnavailable as exc:
-                metrics.spans_refused.labels(reason="unavailable").inc(len(decoded.rows))
-                return _error(
-                    metrics,
-                    fmt,
-                    503,
-                    code_pb2.UNAVAILABLE,
-                    str(exc),
-                    retry_after=settings.retry_after_s,
-                )
-            rejected += result.rejected
-            errors += result.errors
-        response = ExportTraceServiceResponse()
-        if rejected:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(rejected_spans=rejected, error_message="; ".join(errors))
+        try:
+            response = await store(decoded, writer, metrics)
+        except WriterQueueFull as exc:
+            return _error(
+                metrics,
+                fmt,
+                429,
+                code_pb2.RESOURCE_EXHAUSTED,
+                str(exc),
+                retry_after=settings.retry_after_s,
             )
-        metrics.export_requests.labels(code="200").inc()
+        except WriterUnavailable as exc:
+            return _error(
+                metrics,
+                fmt,
+                503,
+                code_pb2.UNAVAILABLE,
+                str(exc),
+                retry_after=settings.retry_after_s,
+            )
+        metrics.export_requests.labels(protocol="http", code="200").inc()
         return _message_response(fmt, 200, response)
 
     @app.get("/healthz")
@@ -198,7 +190,7 @@ def _error(
     *,
     retry_after: int | None = None,
 ) -> Response:
-    metrics.export_requests.labels(code=str(status_code)).inc()
+    metrics.export_requests.labels(protocol="http", code=str(status_code)).inc()
     if status_code >= 500:
         log.warning("refusing export (%d): %s", status_code, message)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None

@@ -74,6 +74,11 @@ def decode_protobuf(body: bytes) -> Decoded:
         request = ExportTraceServiceRequest.FromString(body)
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise MalformedPayload(f"body is not an OTLP ExportTraceServiceRequest: {exc}") from exc
+    return decode_message(request)
+
+
+def decode_message(request: ExportTraceServiceRequest) -> Decoded:
+    """Rows and rejections of an already parsed request (as OTLP/gRPC hands it over)."""
     out = Decoded()
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:

@@ -42,8 +42,8 @@ class CollectorMetrics:
         )
         self.export_requests = Counter(
             "export_requests",
-            "OTLP export requests answered, by HTTP status code.",
-            ["code"],
+            "OTLP export requests answered, by protocol and status (HTTP code or gRPC status).",
+            ["protocol", "code"],
             namespace=ns,
             registry=registry,
         )

@@ -48,6 +48,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def collector(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="OTLP/HTTP port.")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="OTLP/gRPC port.")] = None,
+    grpc: Annotated[bool, typer.Option(help="Serve OTLP/gRPC too.")] = True,
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes sharing the port (one core each).")
     ] = 1,
@@ -72,6 +74,13 @@ def collector(
         except SchemaError as exc:
             raise _fail(str(exc), 2) from None
         logging.getLogger("inferwatch").info("schema at revision %s", revision)
+        # Worker processes build their settings from the environment.
+        if not grpc:
+            os.environ["INFERWATCH_COLLECTOR__GRPC_PORT"] = "none"
+        elif grpc_port is not None:
+            os.environ["INFERWATCH_COLLECTOR__GRPC_PORT"] = str(grpc_port)
+        if host is not None:
+            os.environ["INFERWATCH_COLLECTOR__HOST"] = host
         if workers > 1:  # metrics of all workers, summed at /metrics
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)

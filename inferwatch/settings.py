@@ -20,6 +20,8 @@ class CollectorSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 4318
+    # OTLP/gRPC port (vLLM's exporter defaults to gRPC); unset it to serve HTTP only.
+    grpc_port: int | None = 4317
     # Largest request body accepted, measured after decompression (OTel
     # Collector's confighttp uses 20 MiB; exporters batch 512 spans ≈ 1 MiB).
     max_body_bytes: int = Field(default=16 * MIB, gt=0)
@@ -37,7 +39,10 @@ class Settings(BaseSettings):
     """Everything an InferWatch process is configured with."""
 
     model_config = SettingsConfigDict(
-        env_prefix="INFERWATCH_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="INFERWATCH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        env_parse_none_str="none",  # e.g. INFERWATCH_COLLECTOR__GRPC_PORT=none
     )
 
     # Where InferWatch keeps its state: the embedded database, models, logs.

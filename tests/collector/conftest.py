@@ -38,7 +38,7 @@ def run_collector(db: Database, settings: CollectorSettings) -> Iterator[Collect
 
 @pytest.fixture
 def collector_settings() -> CollectorSettings:
-    return CollectorSettings(max_body_bytes=1024 * 1024)
+    return CollectorSettings(max_body_bytes=1024 * 1024, grpc_port=None)
 
 
 @pytest.fixture

@@ -413,8 +413,8 @@ def test_metrics_endpoint_counts_ingest(collector: Collector) -> None:
     text_ = collector.http.get("/metrics").text
     assert "inferwatch_collector_spans_stored_total 4.0" in text_
     assert "inferwatch_collector_spans_received_total 4.0" in text_
-    assert 'inferwatch_collector_export_requests_total{code="200"} 1.0' in text_
-    assert 'inferwatch_collector_export_requests_total{code="400"} 1.0' in text_
+    assert 'inferwatch_collector_export_requests_total{code="200",protocol="http"} 1.0' in text_
+    assert 'inferwatch_collector_export_requests_total{code="400",protocol="http"} 1.0' in text_
     assert "inferwatch_collector_write_seconds_count 1.0" in text_
     assert "inferwatch_collector_queued_spans 0.0" in text_
 

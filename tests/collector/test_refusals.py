@@ -225,7 +225,9 @@ def writers_waiting_on_lock(db: Database) -> int:
 
 @pytest.fixture
 def small_queue(db: Database) -> Iterator[Collector]:
-    yield from run_collector(db, CollectorSettings(max_queued_spans=10, write_timeout_s=30))
+    yield from run_collector(
+        db, CollectorSettings(max_queued_spans=10, write_timeout_s=30, grpc_port=None)
+    )
 
 
 def test_full_queue_is_429_with_retry_after_and_queued_work_still_lands(
@@ -268,7 +270,7 @@ def test_requests_waiting_during_a_commit_share_the_next_one(collector: Collecto
 
 @pytest.fixture
 def impatient(db: Database) -> Iterator[Collector]:
-    yield from run_collector(db, CollectorSettings(write_timeout_s=0.5))
+    yield from run_collector(db, CollectorSettings(write_timeout_s=0.5, grpc_port=None))
 
 
 def test_commit_slower_than_the_timeout_is_503_and_the_retry_is_idempotent(

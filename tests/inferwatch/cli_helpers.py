@@ -16,6 +16,7 @@ def cli_env(home: Path, database_url: str | None = None, **extra: str) -> dict[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERWATCH_")}
     env["INFERWATCH_HOME"] = str(home)
     env["INFERWATCH_LOG_LEVEL"] = "WARNING"
+    env["INFERWATCH_COLLECTOR__GRPC_PORT"] = "none"  # a test that wants gRPC picks a port
     if database_url is not None:
         env["INFERWATCH_DATABASE_URL"] = database_url
     env.update(extra)

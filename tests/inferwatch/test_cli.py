@@ -8,6 +8,9 @@ import signal
 from pathlib import Path
 
 import httpx
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,12 +32,15 @@ def test_embedded_defaults_from_a_fresh_home(home: Path) -> None:
     current = inferwatch("db", "current", env=env)
     assert current.stdout.strip() == "0001" and "schema is current" in current.stderr
 
-    port = free_port()
-    proc = start_collector(env, port)
+    port, grpc_port = free_port(), free_port()
+    proc = start_collector(env, port, "--grpc-port", str(grpc_port))
     try:
         provider = TracerProvider(resource=Resource.create({"service.name": "readme"}))
         provider.add_span_processor(
             SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces"))
+        )
+        provider.add_span_processor(  # the same span over OTLP/gRPC: stored once
+            SimpleSpanProcessor(GrpcSpanExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True))
         )
         with provider.get_tracer("t").start_as_current_span("chat m") as span:
             span.set_attributes(
