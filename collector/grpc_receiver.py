@@ -78,9 +78,10 @@ class GrpcReceiver(Daemon):
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
             TraceService(writer, metrics), self._server
         )
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}")
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpc's way of saying the bind failed
+            raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port}: {exc}") from exc
 
     async def start(self) -> None:
         await self._server.start()

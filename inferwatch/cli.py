@@ -74,6 +74,16 @@ def collector(
         except SchemaError as exc:
             raise _fail(str(exc), 2) from None
         logging.getLogger("inferwatch").info("schema at revision %s", revision)
+        http_host, http_port = host or cfg.host, port or cfg.port
+        grpc_at = None if not grpc else (grpc_port if grpc_port is not None else cfg.grpc_port)
+        for what, p in (("OTLP/HTTP", http_port), ("OTLP/gRPC", grpc_at)):
+            if p is not None and not _can_listen(http_host, p):
+                hint = "--grpc-port or --no-grpc" if what == "OTLP/gRPC" else "--port"
+                raise _fail(
+                    f"cannot listen for {what} on {http_host}:{p}: the address is in "
+                    f"use (choose another with {hint})",
+                    2,
+                )
         # Worker processes build their settings from the environment.
         if not grpc:
             os.environ["INFERWATCH_COLLECTOR__GRPC_PORT"] = "none"
@@ -88,8 +98,8 @@ def collector(
         uvicorn.run(
             "collector.main:create",
             factory=True,
-            host=host or cfg.host,
-            port=port or cfg.port,
+            host=http_host,
+            port=http_port,
             workers=workers,
             log_level=settings.log_level.lower(),
             access_log=access_log,
@@ -97,6 +107,18 @@ def collector(
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         db.close()
+
+
+def _can_listen(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @db_app.command("upgrade")

@@ -147,3 +147,21 @@ def test_worker_processes_share_the_port_and_their_metrics_add_up(home: Path, db
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+def test_a_taken_port_is_a_clear_error(home: Path, db_url: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = cli_env(home, db_url)
+        http = inferwatch("collector", "--port", str(port), env=env)
+        assert http.returncode == 2
+        assert f"cannot listen for OTLP/HTTP on 127.0.0.1:{port}" in http.stderr
+        grpc = inferwatch(
+            "collector", "--port", str(free_port()), "--grpc-port", str(port), env=env
+        )
+        assert grpc.returncode == 2
+        assert "--no-grpc" in grpc.stderr
