@@ -52,9 +52,9 @@ def build_bodies(batches: int, traces: int, seed: int, compress: bool) -> list[b
     rng = random.Random(seed)
     bodies = []
     for b in range(batches):
-        reqs = [
-            synthetic.random_request(rng, T0 + (b * traces + i) * 1_000_000) for i in range(traces)
-        ]
+        reqs = synthetic.random_requests(
+            traces, seed=rng, start_ns=T0 + b * traces * 1_000_000, spacing_ns=1_000_000
+        )
         body = synthetic.export_request(reqs).SerializeToString()
         bodies.append(gzip.compress(body, 1) if compress else body)
     return bodies

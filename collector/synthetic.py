@@ -135,6 +135,23 @@ def random_request(
     )
 
 
+# A fixed start (2025-11-21), so generated data is reproducible.
+DEFAULT_START_NS = 1_763_700_000_000_000_000
+
+
+def random_requests(
+    n: int,
+    *,
+    seed: int | random.Random = 0,
+    start_ns: int = DEFAULT_START_NS,
+    spacing_ns: int = 10_000_000,
+    **kw: Any,
+) -> list[Request]:
+    """``n`` requests from ``seed`` (or a shared generator), started ``spacing_ns`` apart."""
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    return [random_request(rng, start_ns + i * spacing_ns, **kw) for i in range(n)]
+
+
 def gateway_span(req: Request) -> Span:
     end = req.start_ns + int(req.e2e_s * 1e9)
     return span(

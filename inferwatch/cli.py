@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -35,8 +37,16 @@ def _setup(settings: Settings, *, sigterm_exit_code: int = 143) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(sigterm_exit_code))
 
 
-def _database(settings: Settings) -> Database:
-    return Database.from_settings(settings.database_url, settings.home)
+@contextmanager
+def _command_database(*, sigterm_exit_code: int = 143) -> Iterator[tuple[Settings, Database]]:
+    """Settings, logging and the database for one command; the database is closed after."""
+    settings = Settings()
+    _setup(settings, sigterm_exit_code=sigterm_exit_code)
+    db = Database.from_settings(settings.database_url, settings.home)
+    try:
+        yield settings, db
+    finally:
+        db.close()
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -63,50 +73,49 @@ def collector(
 
     from inferwatch.store.migrate import SchemaError, require_current_schema
 
-    settings = Settings()
-    _setup(settings, sigterm_exit_code=0)
-    cfg = settings.collector
-    db = _database(settings)  # held for the whole run: workers share this embedded server
-    metrics_dir = settings.home.resolve() / "run" / f"collector-metrics-{os.getpid()}"
-    try:
+    # The database is held for the whole run: worker processes share this embedded server.
+    with _command_database(sigterm_exit_code=0) as (settings, db):
         try:
             revision = require_current_schema(db.engine)
         except SchemaError as exc:
             raise _fail(str(exc), 2) from None
         logging.getLogger("inferwatch").info("schema at revision %s", revision)
+        cfg = settings.collector
         http_host, http_port = host or cfg.host, port or cfg.port
-        grpc_at = None if not grpc else (grpc_port if grpc_port is not None else cfg.grpc_port)
-        for what, p in (("OTLP/HTTP", http_port), ("OTLP/gRPC", grpc_at)):
-            if p is not None and not _can_listen(http_host, p):
-                hint = "--grpc-port or --no-grpc" if what == "OTLP/gRPC" else "--port"
-                raise _fail(
-                    f"cannot listen for {what} on {http_host}:{p}: the address is in "
-                    f"use (choose another with {hint})",
-                    2,
-                )
+        grpc_at = (grpc_port if grpc_port is not None else cfg.grpc_port) if grpc else None
+        _require_free(http_host, http_port, "OTLP/HTTP", "--port")
+        if grpc_at is not None:
+            _require_free(http_host, grpc_at, "OTLP/gRPC", "--grpc-port or --no-grpc")
+
         # Worker processes build their settings from the environment.
-        if not grpc:
-            os.environ["INFERWATCH_COLLECTOR__GRPC_PORT"] = "none"
-        elif grpc_port is not None:
-            os.environ["INFERWATCH_COLLECTOR__GRPC_PORT"] = str(grpc_port)
-        if host is not None:
-            os.environ["INFERWATCH_COLLECTOR__HOST"] = host
+        os.environ["INFERWATCH_COLLECTOR__HOST"] = http_host
+        os.environ["INFERWATCH_COLLECTOR__GRPC_PORT"] = "none" if grpc_at is None else str(grpc_at)
+        metrics_dir = settings.home.resolve() / "run" / f"collector-metrics-{os.getpid()}"
         if workers > 1:  # metrics of all workers, summed at /metrics
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        uvicorn.run(
-            "collector.main:create",
-            factory=True,
-            host=http_host,
-            port=http_port,
-            workers=workers,
-            log_level=settings.log_level.lower(),
-            access_log=access_log,
+        try:
+            uvicorn.run(
+                "collector.main:create",
+                factory=True,
+                host=http_host,
+                port=http_port,
+                workers=workers,
+                log_level=settings.log_level.lower(),
+                access_log=access_log,
+            )
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _require_free(host: str, port: int, what: str, hint: str) -> None:
+    if not _can_listen(host, port):
+        raise _fail(
+            f"cannot listen for {what} on {host}:{port}: the address is in use "
+            f"(choose another with {hint})",
+            2,
         )
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        db.close()
 
 
 def _can_listen(host: str, port: int) -> bool:
@@ -126,15 +135,10 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     """Apply migrations up to REVISION (default: the newest)."""
     from inferwatch.store import migrate
 
-    settings = Settings()
-    _setup(settings)
-    db = _database(settings)
-    try:
+    with _command_database() as (_, db):
         migrate.upgrade(db.engine, revision)
         with db.engine.connect() as conn:
             err.print(f"database at revision {migrate.current_revision(conn)}")
-    finally:
-        db.close()
 
 
 @db_app.command("downgrade")
@@ -146,15 +150,10 @@ def db_downgrade(
     """Revert migrations: one step, or down to REVISION."""
     from inferwatch.store import migrate
 
-    settings = Settings()
-    _setup(settings)
-    db = _database(settings)
-    try:
+    with _command_database() as (_, db):
         migrate.downgrade(db.engine, revision)
         with db.engine.connect() as conn:
             err.print(f"database at revision {migrate.current_revision(conn)}")
-    finally:
-        db.close()
 
 
 @db_app.command("current")
@@ -162,28 +161,19 @@ def db_current() -> None:
     """Print the database's schema revision and whether it matches this code."""
     from inferwatch.store import migrate
 
-    settings = Settings()
-    _setup(settings)
-    db = _database(settings)
-    try:
-        with db.engine.connect() as conn:
-            current = migrate.current_revision(conn)
-        typer.echo(current or "(empty)")
-        problem = migrate.schema_problem(current)
-        err.print("schema is current" if problem is None else problem)
-        if problem is not None:
-            raise typer.Exit(1)
-    finally:
-        db.close()
+    with _command_database() as (_, db), db.engine.connect() as conn:
+        current = migrate.current_revision(conn)
+    typer.echo(current or "(empty)")
+    problem = migrate.schema_problem(current)
+    err.print("schema is current" if problem is None else problem)
+    if problem is not None:
+        raise typer.Exit(1)
 
 
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL (for psql and other clients)."""
-    settings = Settings()
-    _setup(settings)
-    db = _database(settings)
-    try:
+    with _command_database() as (_, db):
         was_running = db.embedded.is_running() if db.embedded is not None else True
         typer.echo(libpq_url(db.url))
         if not was_running:
@@ -191,8 +181,6 @@ def db_url() -> None:
                 "note: the embedded server runs while an InferWatch process uses it; "
                 "none does now, so it stops when this command exits"
             )
-    finally:
-        db.close()
 
 
 @app.command()
@@ -208,16 +196,11 @@ def sql(
 
     if output not in ("table", "csv", "json"):
         raise _fail(f"unknown format {output!r}: use table, csv or json", 2)
-    settings = Settings()
-    _setup(settings)
-    db = _database(settings)
-    try:
+    with _command_database() as (_, db):
         try:
             result = run_readonly(db.url, query, timeout_s=timeout)
         except psycopg.Error as exc:
             raise _fail(str(exc).strip()) from None
-    finally:
-        db.close()
     if output == "csv":
         typer.echo(to_csv(result), nl=False)
     elif output == "json":

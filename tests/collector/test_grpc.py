@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 import grpc
@@ -24,8 +23,7 @@ T0 = 1_763_700_000_000_000_000
 
 
 def requests(n: int, seed: int) -> list[synthetic.Request]:
-    rng = random.Random(seed)
-    return [synthetic.random_request(rng, T0 + i) for i in range(n)]
+    return synthetic.random_requests(n, seed=seed, start_ns=T0)
 
 
 @pytest.fixture

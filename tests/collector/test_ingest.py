@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import random
 import time
 from typing import Any
 
@@ -33,8 +32,7 @@ def rows(collector: Collector, query: str, **params: Any) -> list[dict[str, Any]
 
 
 def synthetic_requests(n: int, seed: int = 1, **kw: Any) -> list[synthetic.Request]:
-    rng = random.Random(seed)
-    return [synthetic.random_request(rng, T0 + i * 10_000_000, **kw) for i in range(n)]
+    return synthetic.random_requests(n, seed=seed, start_ns=T0, **kw)
 
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import gzip
-import random
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -27,8 +26,7 @@ T0 = 1_763_700_000_000_000_000
 
 
 def body_of(n: int, seed: int = 7) -> bytes:
-    rng = random.Random(seed)
-    reqs = [synthetic.random_request(rng, T0 + i) for i in range(n)]
+    reqs = synthetic.random_requests(n, seed=seed, start_ns=T0)
     return synthetic.export_request(reqs).SerializeToString()
 
 
@@ -152,8 +150,7 @@ def test_gzip_bomb_is_413_without_inflating_it(collector: Collector) -> None:
 
 
 def test_a_malformed_span_is_rejected_alone(collector: Collector) -> None:
-    rng = random.Random(3)
-    request = synthetic.export_request([synthetic.random_request(rng, T0 + i) for i in range(3)])
+    request = synthetic.export_request(synthetic.random_requests(3, seed=3))
     bad = request.resource_spans[1].scope_spans[0].spans[1]
     bad.trace_id = bad.trace_id[:15]
     backwards = request.resource_spans[0].scope_spans[0].spans[2]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,11 +17,8 @@ from inferwatch.store.database import Database
 
 
 def test_a_row_postgres_refuses_is_rejected_and_the_rest_of_the_group_lands(db: Database) -> None:
-    rng = random.Random(5)
     rows = decode_protobuf(
-        synthetic.export_request(
-            [synthetic.random_request(rng, 1_763_700_000_000_000_000 + i) for i in range(4)]
-        ).SerializeToString()
+        synthetic.export_request(synthetic.random_requests(4, seed=5)).SerializeToString()
     ).rows
     poison = rows[3]._replace(attributes="{not json")  # the jsonb cast fails in Postgres
     first, second = rows[:3], [poison, *rows[4:]]
@@ -52,11 +48,8 @@ def test_a_row_postgres_refuses_is_rejected_and_the_rest_of_the_group_lands(db: 
 
 
 def test_stop_drains_what_is_queued_and_refuses_new_work(db: Database) -> None:
-    rng = random.Random(6)
     rows = decode_protobuf(
-        synthetic.export_request(
-            [synthetic.random_request(rng, 1_763_700_000_000_000_000 + i) for i in range(3)]
-        ).SerializeToString()
+        synthetic.export_request(synthetic.random_requests(3, seed=6)).SerializeToString()
     ).rows
     metrics = CollectorMetrics(CollectorRegistry())
 

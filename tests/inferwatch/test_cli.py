@@ -66,8 +66,7 @@ def test_embedded_defaults_from_a_fresh_home(home: Path) -> None:
 
 def test_sql_is_read_only_and_prints_formats(home: Path, db_url: str) -> None:
     env = cli_env(home, db_url)
-    rng = random.Random(1)
-    reqs = [synthetic.random_request(rng, 1_763_700_000_000_000_000 + i) for i in range(2)]
+    reqs = synthetic.random_requests(2, seed=1)
     port = free_port()
     proc = start_collector(env, port)
     try:
@@ -127,11 +126,8 @@ def test_worker_processes_share_the_port_and_their_metrics_add_up(home: Path, db
     try:
         rng = random.Random(2)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            for i in range(12):
-                reqs = [
-                    synthetic.random_request(rng, 1_763_700_000_000_000_000 + i * 10 + j)
-                    for j in range(5)
-                ]
+            for _ in range(12):
+                reqs = synthetic.random_requests(5, seed=rng)
                 response = http.post(
                     "/v1/traces",
                     content=synthetic.export_request(reqs).SerializeToString(),
