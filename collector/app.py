@@ -93,6 +93,8 @@ def create_app(
         fmt: Format = "protobuf"
         try:
             fmt = media_format(request.headers.get("content-type"))
+            if writer.full:
+                raise WriterQueueFull(f"{writer.queued_spans} spans are already waiting")
             gzip = check_encoding(request.headers.get("content-encoding"))
             check_declared_length(request.headers.get("content-length"), settings.max_body_bytes)
             body = await read_limited(request.stream(), gzip=gzip, limit=settings.max_body_bytes)
@@ -105,6 +107,15 @@ def create_app(
             return _error(metrics, fmt, 413, code_pb2.RESOURCE_EXHAUSTED, str(exc))
         except (MalformedBody, MalformedPayload) as exc:
             return _error(metrics, fmt, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+        except WriterQueueFull as exc:
+            return _error(
+                metrics,
+                fmt,
+                429,
+                code_pb2.RESOURCE_EXHAUSTED,
+                str(exc),
+                retry_after=settings.retry_after_s,
+            )
 
         try:
             response = await store(decoded, writer, metrics)

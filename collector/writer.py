@@ -2,8 +2,9 @@
 
 Requests hand their rows to ``SpanWriter.submit`` and wait. One task drains the
 queue: it takes everything waiting (up to ``max_batch_spans``), writes it in a
-single transaction — binary COPY into a temporary staging table, then one
-``INSERT … ON CONFLICT (trace_id, span_id) DO NOTHING`` — commits, and only then
+single transaction (``write_rows``: one binary COPY into ``spans``, or, when
+some of the spans are already stored, COPY into a staging table and
+``INSERT … ON CONFLICT (trace_id, span_id) DO NOTHING``), commits, and only then
 resolves every waiting request. While one group commits the next one gathers,
 so concurrent requests share commits instead of queueing for them.
 
@@ -176,6 +177,11 @@ class SpanWriter(Daemon):
     @property
     def queued_spans(self) -> int:
         return self._queued_spans
+
+    @property
+    def full(self) -> bool:
+        """No more spans fit in the queue: refuse before spending CPU on decoding."""
+        return self._queued_spans >= self._settings.max_queued_spans
 
     async def submit(self, rows: list[SpanRow]) -> WriteResult:
         """Wait until ``rows`` are committed (or individually rejected)."""

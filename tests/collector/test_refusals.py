@@ -314,3 +314,21 @@ def test_database_outage_is_503_then_ingest_resumes(collector: Collector) -> Non
     wait_until(resumed)
     assert collector.count() == 4
     assert collector.http.get("/readyz").status_code == 200
+
+
+def test_a_full_queue_refuses_before_reading_the_body(small_queue: Collector) -> None:
+    collector = small_queue
+    writer = collector.app.state.writer
+    post = lambda body: collector.http.post("/v1/traces", content=body, headers=PROTOBUF)  # noqa: E731
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with table_locked(collector.db):
+            in_flight = pool.submit(post, body_of(3, seed=1))
+            wait_until(lambda: writers_waiting_on_lock(collector.db) == 1)
+            queued = pool.submit(post, body_of(5, seed=2))  # 10 spans: the queue is full
+            wait_until(lambda: writer.full)
+            refused = post(b"not even protobuf")  # refused as full, not as undecodable
+            assert refused.status_code == 429
+            assert refused.headers["Retry-After"] == "2"
+        assert in_flight.result().status_code == 200
+        assert queued.result().status_code == 200
+    assert collector.count() == 16
