@@ -72,6 +72,7 @@ def create_database(pg_admin_url: str, *, template: str | None) -> str:
 
 def drop_database(pg_admin_url: str, url: str) -> None:
     name = make_url(url).database
+    assert name is not None
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -231,7 +231,10 @@ def test_full_queue_is_429_with_retry_after_and_queued_work_still_lands(
     small_queue: Collector,
 ) -> None:
     collector = small_queue
-    post = lambda body: collector.http.post("/v1/traces", content=body, headers=PROTOBUF)  # noqa: E731
+
+    def post(body: bytes) -> httpx.Response:
+        return collector.http.post("/v1/traces", content=body, headers=PROTOBUF)
+
     writer = collector.app.state.writer
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         with table_locked(collector.db):
@@ -252,7 +255,9 @@ def test_full_queue_is_429_with_retry_after_and_queued_work_still_lands(
 
 
 def test_requests_waiting_during_a_commit_share_the_next_one(collector: Collector) -> None:
-    post = lambda body: collector.http.post("/v1/traces", content=body, headers=PROTOBUF)  # noqa: E731
+    def post(body: bytes) -> httpx.Response:
+        return collector.http.post("/v1/traces", content=body, headers=PROTOBUF)
+
     writer = collector.app.state.writer
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         with table_locked(collector.db):
@@ -319,7 +324,10 @@ def test_database_outage_is_503_then_ingest_resumes(collector: Collector) -> Non
 def test_a_full_queue_refuses_before_reading_the_body(small_queue: Collector) -> None:
     collector = small_queue
     writer = collector.app.state.writer
-    post = lambda body: collector.http.post("/v1/traces", content=body, headers=PROTOBUF)  # noqa: E731
+
+    def post(body: bytes) -> httpx.Response:
+        return collector.http.post("/v1/traces", content=body, headers=PROTOBUF)
+
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         with table_locked(collector.db):
             in_flight = pool.submit(post, body_of(3, seed=1))
