@@ -23,7 +23,12 @@ from google.rpc import code_pb2, status_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
-from collector.body import (
+from collector.decode import Format, MalformedPayload, UnsupportedMediaType, decode, media_format
+from collector.grpc_receiver import GrpcReceiver
+from collector.ingest import store
+from collector.metrics import CollectorMetrics
+from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
+from inferwatch.http_body import (
     BodyTooLarge,
     MalformedBody,
     UnsupportedEncoding,
@@ -31,11 +36,6 @@ from collector.body import (
     check_encoding,
     read_limited,
 )
-from collector.decode import Format, MalformedPayload, UnsupportedMediaType, decode, media_format
-from collector.grpc_receiver import GrpcReceiver
-from collector.ingest import store
-from collector.metrics import CollectorMetrics
-from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
 from inferwatch.store.migrate import SchemaError, async_schema_problem

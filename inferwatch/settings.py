@@ -8,6 +8,7 @@ tests build their own without touching ``os.environ``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,29 @@ class CollectorSettings(BaseModel):
     retry_after_s: int = Field(default=2, ge=1)
 
 
+class ServingSettings(BaseModel):
+    """The OpenAI-compatible gateway in front of vLLM (``INFERWATCH_SERVING__*``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Where vLLM's OpenAI server listens (the bundled one is started on loopback).
+    upstream_url: str = "http://127.0.0.1:8001"
+    # Where the gateway exports its spans (OTLP/HTTP).
+    collector_url: str = "http://127.0.0.1:4318"
+    # Prompt and completion text on spans: never, for a sampled share, or always.
+    capture: Literal["off", "sampled", "all"] = "all"
+    capture_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Regular expressions redacted on top of e-mails, phones, cards and IPs.
+    redact_patterns: list[str] = []
+    # Ask vLLM for token log-probabilities (top-1) and record their summary.
+    logprobs: bool = True
+    low_confidence_logprob: float = -2.302585  # ln(0.1)
+    max_input_bytes: int = Field(default=4 * MIB, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # Longest wait for the next bytes from vLLM (a long generation streams meanwhile).
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything an InferWatch process is configured with."""
 
@@ -51,3 +75,4 @@ class Settings(BaseSettings):
     database_url: str | None = None
     log_level: str = "INFO"
     collector: CollectorSettings = CollectorSettings()
+    serving: ServingSettings = ServingSettings()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.body import (
+from inferwatch.http_body import (
     BodyTooLarge,
     MalformedBody,
     UnsupportedEncoding,
