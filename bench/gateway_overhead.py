@@ -1,0 +1,282 @@
+"""What the gateway adds: the same streaming workload sent directly to an upstream and through it.
+
+    python bench/gateway_overhead.py [--concurrency 64] [--requests 2000] [--rounds 4]
+
+Three processes: a fast OpenAI-style upstream that streams ``--tokens`` chunks
+after ``--ttft-ms`` with ``--token-ms`` between them (a model's pacing, without
+a model) and also accepts OTLP so the gateway's span export is real work; the
+gateway (capture on, redaction on); and this load generator. Rounds alternate
+direct and gateway so both see the same machine. Reported: TTFT and total
+latency percentiles for each, the difference at p50/p99, and the throughput
+ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from bench.ports import free_port, wait_ready
+
+
+def upstream_app(tokens: int, ttft_s: float, token_s: float) -> Starlette:
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        return (
+            b"data: "
+            + orjson.dumps(
+                {
+                    "id": "chatcmpl-b",
+                    "object": "chat.completion.chunk",
+                    "model": "bench",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": text} if text else {},
+                            "logprobs": None,
+                            "finish_reason": finish,
+                        }
+                    ],
+                }
+            )
+            + b"\n\n"
+        )
+
+    words = [chunk(f"tok{i} ") for i in range(tokens)]
+    tail = chunk("", "stop")
+    usage = (
+        b"data: "
+        + orjson.dumps(
+            {
+                "id": "chatcmpl-b",
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 20,
+                    "completion_tokens": tokens,
+                    "total_tokens": 20 + tokens,
+                },
+            }
+        )
+        + b"\n\n"
+    )
+
+    async def chat(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+
+        async def stream() -> AsyncIterator[bytes]:
+            await asyncio.sleep(ttft_s)
+            for i, word in enumerate(words):
+                if i:
+                    await asyncio.sleep(token_s)
+                yield word
+            yield tail
+            if include_usage:
+                yield usage
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def sink(request: Request) -> Response:  # OTLP/HTTP: accept and drop
+        await request.body()
+        return Response(b"", media_type="application/x-protobuf")
+
+    async def health(request: Request) -> Response:
+        return Response(b"")
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/traces", sink, methods=["POST"]),
+            Route("/health", health),
+            Route("/readyz", health),
+        ]
+    )
+
+
+def serve(
+    role: str, port: int, upstream: str, tokens: int, ttft_ms: float, token_ms: float
+) -> None:
+    import uvicorn
+
+    app: Any
+    if role == "upstream":
+        app = upstream_app(tokens, ttft_ms / 1000, token_ms / 1000)
+    else:
+        from inferwatch.settings import ServingSettings
+        from serving.gateway import create_gateway
+        from serving.telemetry import tracer_provider
+
+        settings = ServingSettings(upstream_url=upstream, collector_url=upstream)
+        app = create_gateway(settings, tracer_provider(upstream))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@dataclass
+class Round:
+    ttft: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: int = 0
+
+
+async def run_round(url: str, requests: int, concurrency: int) -> Round:
+    result = Round()
+    body = orjson.dumps(
+        {
+            "model": "bench",
+            "stream": True,
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Count for me."}],
+        }
+    )
+    remaining = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def worker() -> None:
+            for _ in remaining:
+                started = time.perf_counter()
+                first = None
+                try:
+                    async with client.stream(
+                        "POST",
+                        "/v1/chat/completions",
+                        content=body,
+                        headers={"content-type": "application/json"},
+                    ) as r:
+                        if r.status_code != 200:
+                            result.errors += 1
+                            await r.aread()
+                            continue
+                        async for line in r.aiter_lines():
+                            if first is None and '"content"' in line:
+                                first = time.perf_counter()
+                except httpx.HTTPError:
+                    result.errors += 1
+                    continue
+                end = time.perf_counter()
+                result.ttft.append((first or end) - started)
+                result.total.append(end - started)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.seconds = time.perf_counter() - t0
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=2000, help="per mode, over all rounds")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--ttft-ms", type=float, default=50.0)
+    parser.add_argument("--token-ms", type=float, default=10.0)
+    parser.add_argument("--role", choices=["upstream", "gateway"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        serve(args.role, args.port, args.upstream, args.tokens, args.ttft_ms, args.token_ms)
+        return
+
+    up_port, gw_port = free_port(), free_port()
+    me = [
+        sys.executable,
+        "-m",
+        "bench.gateway_overhead",
+        "--tokens",
+        str(args.tokens),
+        "--ttft-ms",
+        str(args.ttft_ms),
+        "--token-ms",
+        str(args.token_ms),
+    ]
+    env = {**os.environ, "INFERWATCH_LOG_LEVEL": "WARNING"}
+    procs = [subprocess.Popen([*me, "--role", "upstream", "--port", str(up_port)], env=env)]
+    procs.append(
+        subprocess.Popen(
+            [
+                *me,
+                "--role",
+                "gateway",
+                "--port",
+                str(gw_port),
+                "--upstream",
+                f"http://127.0.0.1:{up_port}",
+            ],
+            env=env,
+        )
+    )
+    try:
+        direct_url, gateway_url = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}"
+        wait_ready(f"{direct_url}/health")
+        wait_ready(f"{gateway_url}/healthz")
+        asyncio.run(run_round(gateway_url, args.concurrency, args.concurrency))  # warm up
+        per_round = args.requests // args.rounds
+        modes = {"direct": Round(), "gateway": Round()}
+        for _ in range(args.rounds):
+            for name, url in (("direct", direct_url), ("gateway", gateway_url)):
+                r = asyncio.run(run_round(url, per_round, args.concurrency))
+                modes[name].ttft += r.ttft
+                modes[name].total += r.total
+                modes[name].seconds += r.seconds
+                modes[name].errors += r.errors
+        print(
+            f"{args.requests} streamed requests per mode, {args.concurrency} concurrent, "
+            f"{args.tokens} tokens each (TTFT {args.ttft_ms:g} ms, {args.token_ms:g} ms/token), "
+            f"{args.rounds} alternating rounds\n"
+        )
+        print(
+            f"{'':9s} {'TTFT p50':>9s} {'TTFT p99':>9s} {'total p50':>10s} {'total p99':>10s}"
+            f" {'req/s':>8s} {'errors':>6s}"
+        )
+        for name, r in modes.items():
+            print(
+                f"{name:9s} {pct(r.ttft, 0.5) * 1e3:8.2f}ms {pct(r.ttft, 0.99) * 1e3:8.2f}ms "
+                f"{pct(r.total, 0.5) * 1e3:9.2f}ms {pct(r.total, 0.99) * 1e3:9.2f}ms "
+                f"{len(r.total) / r.seconds:8.1f} {r.errors:6d}"
+            )
+        d, g = modes["direct"], modes["gateway"]
+        print(
+            "\nadded by the gateway: "
+            f"TTFT p50 {(pct(g.ttft, 0.5) - pct(d.ttft, 0.5)) * 1e3:+.2f} ms,"
+            f" p99 {(pct(g.ttft, 0.99) - pct(d.ttft, 0.99)) * 1e3:+.2f} ms; "
+            f"total p50 {(pct(g.total, 0.5) - pct(d.total, 0.5)) * 1e3:+.2f} ms, "
+            f"p99 {(pct(g.total, 0.99) - pct(d.total, 0.99)) * 1e3:+.2f} ms"
+        )
+        ratio = (len(g.total) / g.seconds) / (len(d.total) / d.seconds)
+        print(f"throughput through the gateway: {ratio * 100:.1f}% of direct")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
