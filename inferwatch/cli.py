@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from inferwatch.settings import Settings
 from inferwatch.store.database import Database, libpq_url
@@ -24,7 +26,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The InferWatch database: schema and location.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True)
+# Messages are printed as written: no markup parsing ("[cpu]" stays), no hard wrapping.
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 
 def _setup(settings: Settings, *, sigterm_exit_code: int = 143) -> None:
@@ -50,7 +53,7 @@ def _command_database(*, sigterm_exit_code: int = 143) -> Iterator[tuple[Setting
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(Text("error: ", style="red") + Text(message))
     return typer.Exit(code)
 
 
@@ -128,6 +131,100 @@ def _can_listen(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+model_app = typer.Typer(help="The model `inferwatch serve` runs.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("prepare")
+def model_prepare() -> None:
+    """Make the default model (SmolLM2-135M-Instruct) available offline; skips if done."""
+    from serving.model import ModelPreparationError, prepare_default_model
+
+    settings = Settings()
+    _setup(settings)
+    try:
+        path = prepare_default_model(settings.home, progress=err.print)
+    except ModelPreparationError as exc:
+        raise _fail(str(exc), 2) from None
+    typer.echo(path)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Gateway interface.")] = None,
+    port: Annotated[int | None, typer.Option(help="Gateway port.")] = None,
+) -> None:
+    """Start vLLM (subprocess, loopback) and the traced OpenAI-compatible gateway in front."""
+    import os
+    import threading
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from serving.gateway import create_gateway
+    from serving.model import ModelPreparationError, prepare_default_model
+    from serving.telemetry import tracer_provider
+    from serving.vllm import VllmConfig, VllmDied, VllmProcess, vllm_command, vllm_environment
+
+    settings = Settings()
+    _setup(settings, sigterm_exit_code=0)
+    cfg = settings.serving
+    try:
+        model = settings.model or str(prepare_default_model(settings.home, progress=err.print))
+    except ModelPreparationError as exc:
+        raise _fail(str(exc), 2) from None
+    upstream = urlsplit(cfg.upstream_url)
+    vcfg = VllmConfig(
+        model=model,
+        served_model_name=cfg.served_model_name or model.rstrip("/").rsplit("/", 1)[-1],
+        host=upstream.hostname or "127.0.0.1",
+        port=upstream.port or 8001,
+        otlp_traces_endpoint=f"{cfg.collector_url.rstrip('/')}/v1/traces",
+        max_model_len=cfg.vllm_max_model_len,
+        enforce_eager=cfg.vllm_enforce_eager,
+        cpu_kv_cache_gib=cfg.vllm_cpu_kvcache_gib,
+        extra_args=tuple(cfg.vllm_args),
+    )
+    vllm = VllmProcess(vllm_command(vcfg), vllm_environment(vcfg, os.environ), f"{vcfg.url}/health")
+    vllm.start()
+    provider = tracer_provider(cfg.collector_url)
+    died: list[VllmDied] = []
+    try:
+        try:
+            vllm.wait_ready(
+                cfg.vllm_start_timeout_s,
+                progress=lambda waited: err.print(
+                    f"waiting for vLLM to load {vcfg.served_model_name}: {waited:.0f} s", end="\r"
+                ),
+            )
+        except (VllmDied, TimeoutError) as exc:
+            raise _fail(str(exc), 1) from None
+        err.print(
+            f"vLLM is serving {vcfg.served_model_name} at {vcfg.url}; gateway on "
+            f"http://{host or cfg.host}:{port or cfg.port}"
+        )
+
+        def watch() -> None:  # a vLLM that dies while serving stops the gateway too
+            while vllm.exit_code() is None:
+                time.sleep(1)
+            died.append(vllm.died())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="vllm-watch", daemon=True).start()
+        uvicorn.run(
+            create_gateway(cfg, provider),
+            host=host or cfg.host,
+            port=port or cfg.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+    finally:
+        provider.shutdown()
+        vllm.stop()
+    if died:
+        raise _fail(str(died[0]), 1)
 
 
 @db_app.command("upgrade")

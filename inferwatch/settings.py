@@ -54,6 +54,14 @@ class ServingSettings(BaseModel):
     logprobs: bool = True
     low_confidence_logprob: float = -2.302585  # ln(0.1)
     max_input_bytes: int = Field(default=4 * MIB, gt=0)
+    # The name clients ask for; default: the model directory's name.
+    served_model_name: str | None = None
+    # The bundled vLLM (`inferwatch serve` starts it where upstream_url points).
+    vllm_max_model_len: int = Field(default=2048, gt=0)
+    vllm_enforce_eager: bool = True
+    vllm_cpu_kvcache_gib: int | None = 1
+    vllm_args: list[str] = []
+    vllm_start_timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     # Longest wait for the next bytes from vLLM (a long generation streams meanwhile).
     upstream_timeout_s: float = Field(default=300.0, gt=0)
@@ -74,5 +82,8 @@ class Settings(BaseSettings):
     # An existing PostgreSQL; when unset, the embedded server under ``home`` is used.
     database_url: str | None = None
     log_level: str = "INFO"
+    # The model `inferwatch serve` runs: a local directory or a hub id (GPU machines);
+    # unset, the bundled SmolLM2-135M-Instruct, prepared under ``home``.
+    model: str | None = None
     collector: CollectorSettings = CollectorSettings()
     serving: ServingSettings = ServingSettings()
