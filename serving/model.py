@@ -65,7 +65,7 @@ def prepare_default_model(home: Path, progress: Callable[[str], None] = log.info
     gguf = find_gguf()
     try:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
     except ImportError as exc:
         raise ModelPreparationError(
             f"model preparation needs transformers, gguf and torch: {INSTALL_HINT} ({exc})"
@@ -79,8 +79,15 @@ def prepare_default_model(home: Path, progress: Callable[[str], None] = log.info
         raise ModelPreparationError(f"{gguf.name} carries no chat template")
     progress(f"[2/3] dequantizing the weights of {gguf.name} (about a minute)")
     model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
+        gguf.parent,
+        gguf_file=gguf.name,
+        dtype=torch.bfloat16,
+        quantization_config=GgufConfig(dequantize=True),  # plain dense weights, not GGUF blocks
     )
+    # Dequantized, the model is an ordinary one: drop the GGUF tag that forbids saving it.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     progress(f"[3/3] writing {target}")
     model.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)

@@ -67,7 +67,6 @@ def vllm_command(cfg: VllmConfig) -> list[str]:
         str(cfg.port),
         "--max-model-len",
         str(cfg.max_model_len),
-        "--disable-log-requests",
     ]
     if cfg.enforce_eager:
         command.append("--enforce-eager")
