@@ -223,8 +223,8 @@ def serve(
     finally:
         provider.shutdown()
         vllm.stop()
-    if died:
-        raise _fail(str(died[0]), 1)
+        if died:  # raised here, it replaces the clean exit the SIGTERM above would give
+            raise _fail(str(died[0]), 1)
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,99 @@
+"""`inferwatch serve` as a user runs it, with a stand-in `vllm` package on PYTHONPATH.
+
+The stand-in answers `/health` like vLLM's server and can be killed; the real
+vLLM is exercised by the e2e test. Here: the gateway comes up in front of it,
+and a vLLM that dies while serving takes `serve` down with a clear report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.inferwatch.cli_helpers import cli_env, free_port
+
+STAND_IN = textwrap.dedent("""
+    import argparse, http.server
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--host")
+    args, _ = parser.parse_known_args()
+    print("stand-in vLLM serving", flush=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"object": "list", "data": [{"id": "stand-in"}]}')
+
+        def log_message(self, *a):
+            pass
+
+    http.server.HTTPServer((args.host, args.port), Handler).serve_forever()
+""")
+
+
+def stand_in_vllm(root: Path) -> Path:
+    package = root / "vllm" / "entrypoints" / "openai"
+    package.mkdir(parents=True)
+    for directory in (root / "vllm", root / "vllm" / "entrypoints", package):
+        (directory / "__init__.py").write_text("")
+    (package / "api_server.py").write_text(STAND_IN)
+    return root
+
+
+def test_serve_runs_the_gateway_and_stops_when_vllm_dies(tmp_path: Path) -> None:
+    model = tmp_path / "my-model"
+    model.mkdir()
+    gateway_port, vllm_port = free_port(), free_port()
+    env = cli_env(
+        tmp_path / "home",
+        INFERWATCH_MODEL=str(model),
+        INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{vllm_port}",
+        PYTHONPATH=os.pathsep.join(
+            [str(stand_in_vllm(tmp_path / "fake")), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch.cli", "serve", "--port", str(gateway_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, serve.stdout.read()  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"http://127.0.0.1:{gateway_port}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gateway never became ready"
+            time.sleep(0.2)
+        models = httpx.get(f"http://127.0.0.1:{gateway_port}/v1/models").json()
+        assert models["data"][0]["id"] == "stand-in"
+
+        (vllm,) = [
+            p
+            for p in psutil.Process(serve.pid).children()
+            if "vllm.entrypoints.openai.api_server" in " ".join(p.cmdline())
+        ]
+        assert "--served-model-name" in vllm.cmdline() and "my-model" in vllm.cmdline()
+        vllm.send_signal(signal.SIGKILL)
+        assert serve.wait(timeout=60) == 1
+        output = serve.stdout.read()  # type: ignore[union-attr]
+        assert "vLLM exited with status -9" in output
+        assert "stand-in vLLM serving" in output  # its output was forwarded
+    finally:
+        if serve.poll() is None:
+            serve.kill()
