@@ -88,6 +88,14 @@ def create_app(
     app.state.writer = writer
     app.state.metrics = metrics
 
+    def refuse(fmt: Format, exc: WriterQueueFull | WriterUnavailable) -> Response:
+        """The spans cannot be committed now: a retryable answer with Retry-After."""
+        if isinstance(exc, WriterQueueFull):
+            status, code = 429, code_pb2.RESOURCE_EXHAUSTED
+        else:
+            status, code = 503, code_pb2.UNAVAILABLE
+        return _error(metrics, fmt, status, code, str(exc), retry_after=settings.retry_after_s)
+
     @app.post("/v1/traces")
     async def export_traces(request: Request) -> Response:
         fmt: Format = "protobuf"
@@ -107,36 +115,12 @@ def create_app(
             return _error(metrics, fmt, 413, code_pb2.RESOURCE_EXHAUSTED, str(exc))
         except (MalformedBody, MalformedPayload) as exc:
             return _error(metrics, fmt, 400, code_pb2.INVALID_ARGUMENT, str(exc))
-        except WriterQueueFull as exc:
-            return _error(
-                metrics,
-                fmt,
-                429,
-                code_pb2.RESOURCE_EXHAUSTED,
-                str(exc),
-                retry_after=settings.retry_after_s,
-            )
-
+        except WriterQueueFull as exc:  # full before the body was even read
+            return refuse(fmt, exc)
         try:
             response = await store(decoded, writer, metrics)
-        except WriterQueueFull as exc:
-            return _error(
-                metrics,
-                fmt,
-                429,
-                code_pb2.RESOURCE_EXHAUSTED,
-                str(exc),
-                retry_after=settings.retry_after_s,
-            )
-        except WriterUnavailable as exc:
-            return _error(
-                metrics,
-                fmt,
-                503,
-                code_pb2.UNAVAILABLE,
-                str(exc),
-                retry_after=settings.retry_after_s,
-            )
+        except (WriterQueueFull, WriterUnavailable) as exc:
+            return refuse(fmt, exc)
         metrics.export_requests.labels(protocol="http", code="200").inc()
         return _message_response(fmt, 200, response)
 
