@@ -99,10 +99,10 @@ class ResourceContext(NamedTuple):
 
 
 def resource_context(resource: Resource, scope_name: str, scope_version: str) -> ResourceContext:
-    attrs = scrub_nul(attributes_dict(resource.attributes))
+    attrs, resource_json = _json_without_nul(attributes_dict(resource.attributes))
     service = attrs.get("service.name")
     return ResourceContext(
-        resource_json=_dumps(attrs),
+        resource_json=resource_json,
         service_name=None if service is None else str(service),
         scope_name=clean_text(scope_name) or None,
         scope_version=clean_text(scope_version) or None,
@@ -127,10 +127,7 @@ def map_span(span: Span, ctx: ResourceContext) -> SpanRow:
 
     name = clean_text(span.name)
     attrs = attributes_dict(span.attributes)
-    attrs_json = _dumps(attrs)
-    if _JSON_NUL in attrs_json:  # rare: scrub, rather than check every string on the way
-        attrs = scrub_nul(attrs)
-        attrs_json = _dumps(attrs)
+    attrs, attrs_json = _json_without_nul(attrs)
     facts = lift(attrs, name, (end - start) / 1e6)
     status = span.status
     events, links = span.events, span.links
@@ -153,8 +150,8 @@ def map_span(span: Span, ctx: ResourceContext) -> SpanRow:
         clean_text(status.message) or None,
         ctx.resource_json,
         attrs_json,
-        _dumps(scrub_nul([_event(e) for e in events])) if events else "[]",
-        _dumps(scrub_nul([_link(link) for link in links])) if links else "[]",
+        _json_without_nul([_event(e) for e in events])[1] if events else "[]",
+        _json_without_nul([_link(link) for link in links])[1] if links else "[]",
         *facts,
     )
 
@@ -174,6 +171,16 @@ def _link(link: Span.Link) -> dict[str, Any]:
         "trace_state": clean_text(link.trace_state),
         "attributes": attributes_dict(link.attributes),
     }
+
+
+def _json_without_nul(value: Any) -> tuple[Any, str]:
+    """``value`` and its JSON text, with U+0000 replaced where there is any. Checking the
+    serialized text once is cheaper than checking every string on the way (NUL is rare)."""
+    text = _dumps(value)
+    if _JSON_NUL in text:
+        value = scrub_nul(value)
+        text = _dumps(value)
+    return value, text
 
 
 def _dumps(value: Any) -> str:
