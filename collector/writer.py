@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import set_json_dumps
 
+from collector.decode import MAX_ERROR_MESSAGES
 from collector.mapping import SpanRow
 from collector.metrics import CollectorMetrics
 from inferwatch.daemon import Daemon
@@ -249,9 +250,7 @@ class SpanWriter(Daemon):
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.batches_written.inc()
         self._count_stored(inserted, len(rows))
-        for item in group:
-            if not item.future.done():
-                item.future.set_result(WriteResult())
+        _succeed(group)
 
     async def _write_isolated(self, group: list[_Pending]) -> None:
         """Retry each request alone, then each row of a failing request alone."""
@@ -280,7 +279,7 @@ class SpanWriter(Daemon):
                 inserted = await write_rows(conn, [row])
             except ROW_ERRORS as exc:
                 result.rejected += 1
-                if len(result.errors) < 5:
+                if len(result.errors) < MAX_ERROR_MESSAGES:
                     result.errors.append(
                         f"span {row.span_id} refused by the database: {_one_line(exc)}"
                     )
@@ -323,6 +322,12 @@ class SpanWriter(Daemon):
         if conn is not None and not conn.closed:
             with contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()
+
+
+def _succeed(group: list[_Pending]) -> None:
+    for item in group:
+        if not item.future.done():
+            item.future.set_result(WriteResult())
 
 
 def _fail(group: list[_Pending], exc: Exception) -> None:
