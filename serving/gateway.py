@@ -53,6 +53,11 @@ FORWARDED_HEADERS = ("authorization", "accept", "user-agent", "x-request-id")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object, as answers and in-band stream events carry it."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
 def openai_error(
     status: int,
     message: str,
@@ -60,11 +65,7 @@ def openai_error(
     code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": None, "code": code}},
-        status_code=status,
-        headers=headers,
-    )
+    return JSONResponse(error_body(message, kind, code), status_code=status, headers=headers)
 
 
 class GatewayMetrics:
@@ -334,18 +335,7 @@ async def _relay(
         _finish(span, observer, captured, redactor, finished)
         metrics.requests.labels(operation, outcome).inc()
     if error is not None:  # tell the client in-band: the status line was sent long ago
-        yield encode_data(
-            orjson.dumps(
-                {
-                    "error": {
-                        "message": error,
-                        "type": "server_error",
-                        "param": None,
-                        "code": outcome,
-                    }
-                }
-            ).decode()
-        )
+        yield encode_data(orjson.dumps(error_body(error, "server_error", outcome)).decode())
 
 
 def _relay_event(raw: bytes, data: str | None, observer: ResponseObserver) -> bytes | None:
