@@ -8,11 +8,10 @@ embedded Postgres (or ``INFERWATCH_DATABASE_URL``) and runs its own writer.
 
 from __future__ import annotations
 
-import gc
-
 from fastapi import FastAPI
 
 from collector.app import create_app
+from inferwatch.heap import freeze_startup_heap
 from inferwatch.settings import Settings
 from inferwatch.store.database import Database
 
@@ -24,8 +23,5 @@ def create() -> FastAPI:
         Database.from_settings(settings.database_url, settings.home),
         owns_database=True,
     )
-    # Ingest allocates many short-lived containers; keep the cyclic collector from
-    # rescanning every long-lived object of the process on each full collection.
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     return app

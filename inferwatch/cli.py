@@ -163,6 +163,7 @@ def serve(
 
     import uvicorn
 
+    from inferwatch.heap import freeze_startup_heap
     from serving.gateway import create_gateway
     from serving.model import ModelPreparationError, prepare_default_model
     from serving.telemetry import tracer_provider
@@ -213,8 +214,10 @@ def serve(
             os.kill(os.getpid(), signal.SIGTERM)
 
         threading.Thread(target=watch, name="vllm-watch", daemon=True).start()
+        gateway = create_gateway(cfg, provider)
+        freeze_startup_heap()
         uvicorn.run(
-            create_gateway(cfg, provider),
+            gateway,
             host=host or cfg.host,
             port=port or cfg.port,
             log_level=settings.log_level.lower(),

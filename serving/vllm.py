@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import http.client
 import logging
 import os
 import signal
@@ -19,10 +20,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-import httpx
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +148,8 @@ class VllmProcess:
                 if self._reader is not None:
                     self._reader.join(timeout=5)  # let the last lines arrive
                 raise self.died()
-            try:
-                if httpx.get(self._health_url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if _healthy(self._health_url):
+                return
             waited = time.monotonic() - started
             if waited > timeout_s:
                 raise TimeoutError(f"vLLM was not healthy after {timeout_s:.0f} s")
@@ -181,3 +178,11 @@ class VllmProcess:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, http.client.HTTPException):  # refused, reset, non-2xx, garbage
+        return False

@@ -57,7 +57,13 @@ def create_fake_upstream(recorder: Recorder, *, slow_s: float = 5.0) -> FastAPI:
                 {"error": {"message": "engine crashed", "type": "server_error"}}, status_code=500
             )
         if model == "slow":
-            await asyncio.sleep(slow_s)
+            waited = 0.0
+            while waited < slow_s:  # like vLLM: a request whose client left is aborted
+                if await request.is_disconnected():
+                    recorder.cancelled.set()
+                    return Response(status_code=499)
+                await asyncio.sleep(0.02)
+                waited += 0.02
         if body.get("stream"):
             return StreamingResponse(stream(body, chat), media_type="text/event-stream")
         return JSONResponse(whole(body, chat))

@@ -252,6 +252,17 @@ def test_client_disconnect_cancels_upstream_and_marks_the_span_aborted(stack: St
     assert attrs["gen_ai.response.finish_reasons"] == ("aborted",)
 
 
+def test_client_leaving_before_a_whole_answer_cancels_upstream(stack: Stack) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        stack.http.post("/v1/chat/completions", json=chat("slow"), timeout=0.3)
+    assert stack.upstream.cancelled.wait(10), "vLLM kept working for a client that left"
+    attrs = attrs_of(stack.only_span())
+    assert attrs["inferwatch.aborted"] is True
+    assert attrs["gen_ai.response.finish_reasons"] == ("aborted",)
+    metrics = stack.http.get("/metrics").text
+    assert 'inferwatch_gateway_requests_total{operation="chat",outcome="aborted"} 1.0' in metrics
+
+
 def test_bad_input(stack: Stack) -> None:
     bad_json = stack.http.post(
         "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
