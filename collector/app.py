@@ -1,4 +1,4 @@
-"""The collector's HTTP surface: OTLP/HTTP trace ingest, health, readiness, metrics.
+"""The collector's HTTP surface: OTLP/HTTP trace ingest, feedback, health, readiness, metrics.
 
 ``POST /v1/traces`` answers 200 only once every span it does not reject is
 committed to Postgres. Refusals follow the OTLP/HTTP spec: 400 for a body that
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 
 from collector.decode import Format, MalformedPayload, UnsupportedMediaType, decode, media_format
+from collector.feedback import feedback_router
 from collector.grpc_receiver import GrpcReceiver
 from collector.ingest import store
 from collector.metrics import CollectorMetrics
@@ -87,6 +88,7 @@ def create_app(
     app = FastAPI(title="InferWatch collector", lifespan=lifespan)
     app.state.writer = writer
     app.state.metrics = metrics
+    app.include_router(feedback_router(settings, db))
 
     def refuse(fmt: Format, exc: WriterQueueFull | WriterUnavailable) -> Response:
         """The spans cannot be committed now: a retryable answer with Retry-After."""

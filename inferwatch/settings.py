@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -34,6 +34,11 @@ class CollectorSettings(BaseModel):
     write_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds a client is asked to wait before retrying a refused request.
     retry_after_s: int = Field(default=2, ge=1)
+    # The feedback webhook: with a secret, every request must be signed (HMAC-SHA256).
+    feedback_secret: SecretStr | None = None
+    feedback_max_bytes: int = Field(default=64 * 1024, gt=0)
+    # The scale of ratings that do not declare their own ``range``.
+    feedback_rating_range: tuple[float, float] = (1.0, 5.0)
 
 
 class ServingSettings(BaseModel):

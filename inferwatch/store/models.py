@@ -1,8 +1,8 @@
 """SQLAlchemy models of InferWatch's tables.
 
 The schema itself is owned by the Alembic revisions in ``migrations/``; these
-models mirror it for queries and tests. Views (``llm_requests``) are defined in
-the revisions only, as SQL.
+models mirror it for queries and tests. Views (``llm_requests`` and the others
+the README lists) are defined in the revisions only, as SQL.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Float,
+    ForeignKey,
+    Identity,
     Index,
     Integer,
     PrimaryKeyConstraint,
@@ -93,3 +95,136 @@ class Span(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class Engine(Base):
+    """A vLLM server whose ``/metrics`` the collector scrapes (registered by URL)."""
+
+    __tablename__ = "engines"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text, unique=True)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_scraped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class EngineSample(Base):
+    """One scrape of one engine for one model: gauges as read, counters as cumulative values."""
+
+    __tablename__ = "engine_samples"
+    __table_args__ = (
+        PrimaryKeyConstraint("engine_id", "model", "time", name="pk_engine_samples"),
+        Index("ix_engine_samples_model_time", "model", "time"),
+    )
+
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    engine_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("engines.id"))
+    model: Mapped[str] = mapped_column(Text)
+    requests_running: Mapped[float | None] = mapped_column(Float)
+    requests_waiting: Mapped[float | None] = mapped_column(Float)
+    kv_cache_usage: Mapped[float | None] = mapped_column(Float)
+    preemptions: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[float | None] = mapped_column(Float)
+    generation_tokens: Mapped[float | None] = mapped_column(Float)
+    prefix_cache_queries: Mapped[float | None] = mapped_column(Float)
+    prefix_cache_hits: Mapped[float | None] = mapped_column(Float)
+    spec_decode_drafts: Mapped[float | None] = mapped_column(Float)
+    spec_decode_draft_tokens: Mapped[float | None] = mapped_column(Float)
+    spec_decode_accepted_tokens: Mapped[float | None] = mapped_column(Float)
+    requests_finished: Mapped[float | None] = mapped_column(Float)
+    finished_by_reason: Mapped[dict[str, float]] = mapped_column(JSONB)
+
+
+class GpuSample(Base):
+    """One NVML poll of one GPU; ``error`` is set (and the readings empty) when it failed."""
+
+    __tablename__ = "gpu_samples"
+    __table_args__ = (
+        PrimaryKeyConstraint("host", "gpu_index", "time", name="pk_gpu_samples"),
+        Index("ix_gpu_samples_time", "time"),
+    )
+
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    host: Mapped[str] = mapped_column(Text)
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    interval_s: Mapped[float] = mapped_column(Float)
+    uuid: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    utilization_gpu: Mapped[float | None] = mapped_column(Float)
+    utilization_memory: Mapped[float | None] = mapped_column(Float)
+    memory_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    memory_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    power_w: Mapped[float | None] = mapped_column(Float)
+    power_limit_w: Mapped[float | None] = mapped_column(Float)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    sm_clock_mhz: Mapped[int | None] = mapped_column(Integer)
+    energy_mj: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class GpuProcess(Base):
+    """A process holding GPU memory at a poll; memory is None where NVML cannot tell."""
+
+    __tablename__ = "gpu_processes"
+    __table_args__ = (
+        PrimaryKeyConstraint("host", "gpu_index", "pid", "time", name="pk_gpu_processes"),
+        Index("ix_gpu_processes_time", "time"),
+    )
+
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    host: Mapped[str] = mapped_column(Text)
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    used_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    is_vllm: Mapped[bool] = mapped_column(Boolean)
+
+
+class Feedback(Base):
+    """A user's verdict on one request, keyed by its trace id (the request may arrive later)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint("kind IN ('thumbs', 'rating')", name="ck_feedback_kind"),
+        CheckConstraint("normalized BETWEEN 0 AND 1", name="ck_feedback_normalized"),
+        Index("ix_feedback_trace_id", "trace_id"),
+        Index("ix_feedback_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(Text(collation="C"))
+    kind: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    normalized: Mapped[float] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ModelPrice(Base):
+    """$ per 1K tokens for models matching ``model`` (``*`` is a wildcard)."""
+
+    __tablename__ = "model_prices"
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    input_usd_per_1k: Mapped[float] = mapped_column(Float)
+    output_usd_per_1k: Mapped[float] = mapped_column(Float)
+
+
+class GpuPrice(Base):
+    """$ per hour for GPUs whose NVML name contains ``gpu`` (case-insensitive)."""
+
+    __tablename__ = "gpu_prices"
+
+    gpu: Mapped[str] = mapped_column(Text, primary_key=True)
+    usd_per_hour: Mapped[float] = mapped_column(Float)

@@ -10,17 +10,28 @@ from inferwatch.store import migrate
 from inferwatch.store.database import Database
 from inferwatch.store.models import Base
 
+TELEMETRY_TABLES = {"engines", "engine_samples", "gpu_samples", "gpu_processes", "feedback"}
+TELEMETRY_VIEWS = {"engine_rates", "llm_request_gpu", "llm_request_feedback", "llm_request_costs"}
 
-def test_upgrade_from_empty_then_downgrade_one_step_then_upgrade_again(empty_db_url: str) -> None:
+
+def test_upgrade_from_empty_then_downgrade_step_by_step_then_upgrade_again(
+    empty_db_url: str,
+) -> None:
     db = Database(empty_db_url)
     try:
         with db.engine.connect() as conn:
             assert migrate.current_revision(conn) is None
         migrate.upgrade(db.engine)
         insp = inspect(db.engine)
-        assert "spans" in insp.get_table_names()
-        assert "llm_requests" in insp.get_view_names()
+        assert {"spans", *TELEMETRY_TABLES} <= set(insp.get_table_names())
+        assert {"llm_requests", *TELEMETRY_VIEWS} <= set(insp.get_view_names())
         assert migrate.require_current_schema(db.engine) == migrate.head_revision()
+
+        migrate.downgrade(db.engine, "-1")
+        insp = inspect(db.engine)
+        assert not TELEMETRY_TABLES & set(insp.get_table_names())
+        assert not TELEMETRY_VIEWS & set(insp.get_view_names())
+        assert "spans" in insp.get_table_names()
 
         migrate.downgrade(db.engine, "-1")
         insp = inspect(db.engine)
