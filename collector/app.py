@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,11 +24,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 
 from collector.decode import Format, MalformedPayload, UnsupportedMediaType, decode, media_format
+from collector.engines import EngineIn, EngineScraper, engines_router, register_engine
 from collector.feedback import feedback_router
+from collector.gpu import GpuPoller, Nvml, real_nvml
 from collector.grpc_receiver import GrpcReceiver
 from collector.ingest import store
+from collector.leader import Leadership
 from collector.metrics import CollectorMetrics
 from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
+from inferwatch.daemon import Daemon
 from inferwatch.http_body import (
     BodyTooLarge,
     MalformedBody,
@@ -53,22 +57,37 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     owns_database: bool = False,
+    nvml: Callable[[], Nvml] = real_nvml,
 ) -> FastAPI:
     """The collector app; its lifespan checks the schema and runs the span writer.
 
-    With ``owns_database`` the app closes ``db`` when it stops. Under
+    Beside the writer it runs, while it leads (one worker per database), the
+    vLLM engine scraper and the NVML GPU poller (``nvml`` builds the NVML to
+    poll: tests pass a fake). With ``owns_database`` the app closes ``db`` when
+    it stops. Under
     ``PROMETHEUS_MULTIPROC_DIR`` (several worker processes), ``/metrics`` sums
     every worker's metrics.
     """
     metrics = CollectorMetrics(registry if registry is not None else CollectorRegistry())
     writer = SpanWriter(db.connect_raw, settings, metrics)
+    leadership = Leadership(db.connect_raw)
+    scraper = EngineScraper(db, metrics, leadership, interval_s=settings.engine_scrape_s)
+    pollers: list[Daemon] = [leadership, scraper]
+    gpu_poller = None
+    if settings.gpu_poll_s > 0:
+        gpu_poller = GpuPoller(db, metrics, leadership, interval_s=settings.gpu_poll_s, nvml=nvml)
+        pollers.append(gpu_poller)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         problem = await async_schema_problem(db.async_engine)
         if problem is not None:
             raise SchemaError(problem)
+        for url in settings.engines:
+            await register_engine(db, EngineIn.model_validate({"url": url}))
         await writer.start()
+        for daemon in pollers:
+            await daemon.start()
         receiver = None
         try:
             if settings.grpc_port is not None:
@@ -81,6 +100,8 @@ def create_app(
         finally:
             if receiver is not None:
                 await receiver.stop()
+            for daemon in reversed(pollers):
+                await daemon.stop()
             await writer.stop()
             if owns_database:
                 await db.aclose()
@@ -88,7 +109,10 @@ def create_app(
     app = FastAPI(title="InferWatch collector", lifespan=lifespan)
     app.state.writer = writer
     app.state.metrics = metrics
+    app.state.gpu_poller = gpu_poller
+    app.state.leadership = leadership
     app.include_router(feedback_router(settings, db))
+    app.include_router(engines_router(db))
 
     def refuse(fmt: Format, exc: WriterQueueFull | WriterUnavailable) -> Response:
         """The spans cannot be committed now: a retryable answer with Retry-After."""
@@ -135,6 +159,8 @@ def create_app(
         details: dict[str, Any] = {
             "writer": "running" if writer.running else "stopped",
             "queued_spans": writer.queued_spans,
+            "pollers": "this worker" if leadership.leading else "another worker",
+            "gpu": gpu_poller.status if gpu_poller is not None else "polling off",
         }
         try:
             async with db.async_engine.connect() as conn:

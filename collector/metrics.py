@@ -72,3 +72,31 @@ class CollectorMetrics:
             namespace=ns,
             registry=registry,
         )
+        self.engine_scrapes = Counter(
+            "engine_scrapes",
+            "Reads of a vLLM engine's /metrics, by outcome.",
+            ["outcome"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.gpu_available = Gauge(
+            "gpu_available",
+            "1 when NVML answers on this host (GPUs are polled), else 0.",
+            namespace=ns,
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.gpus = Gauge(
+            "gpus",
+            "GPUs NVML reports on this host.",
+            namespace=ns,
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.gpu_errors = Counter(
+            "gpu_errors",
+            "NVML errors while polling, by GPU index ('all' when NVML itself failed).",
+            ["gpu"],
+            namespace=ns,
+            registry=registry,
+        )

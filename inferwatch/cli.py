@@ -166,7 +166,7 @@ def serve(
     from inferwatch.heap import freeze_startup_heap
     from serving.gateway import create_gateway
     from serving.model import ModelPreparationError, prepare_default_model
-    from serving.telemetry import tracer_provider
+    from serving.telemetry import register_engine, tracer_provider
     from serving.vllm import VllmConfig, VllmDied, VllmProcess, vllm_command, vllm_environment
 
     settings = Settings()
@@ -206,6 +206,11 @@ def serve(
             f"vLLM is serving {vcfg.served_model_name} at {vcfg.url}; gateway on "
             f"http://{host or cfg.host}:{port or cfg.port}"
         )
+        problem = register_engine(
+            cfg.collector_url, vcfg.url, name=vcfg.served_model_name, pid=vllm.pid
+        )
+        if problem is not None:
+            err.print(f"could not register vLLM with the collector (no engine metrics): {problem}")
 
         def watch() -> None:  # a vLLM that dies while serving stops the gateway too
             while vllm.exit_code() is None:

@@ -7,6 +7,7 @@ which a subclass may override to drain its queue first) and waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 
@@ -37,6 +38,11 @@ class Daemon(ABC):
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleeps ``seconds``, or less when a stop is requested meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), max(0.0, seconds))
 
     @abstractmethod
     async def run(self) -> None:

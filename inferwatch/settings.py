@@ -34,6 +34,11 @@ class CollectorSettings(BaseModel):
     write_timeout_s: float = Field(default=30.0, gt=0)
     # Seconds a client is asked to wait before retrying a refused request.
     retry_after_s: int = Field(default=2, ge=1)
+    # vLLM servers whose /metrics to scrape, besides those registered over HTTP.
+    engines: list[str] = []
+    engine_scrape_s: float = Field(default=5.0, gt=0)
+    # NVML GPU polling interval; 0 turns the poller off.
+    gpu_poll_s: float = Field(default=5.0, ge=0)
     # The feedback webhook: with a secret, every request must be signed (HMAC-SHA256).
     feedback_secret: SecretStr | None = None
     feedback_max_bytes: int = Field(default=64 * 1024, gt=0)

@@ -169,3 +169,31 @@ def test_real_model_requests_are_traced_into_sql(stack: dict[str, Any]) -> None:
         ("chat smol", "CLIENT"),
         ("llm_request", "SERVER"),
     ]
+
+
+def test_serve_registers_vllm_and_its_engine_metrics_are_scraped(stack: dict[str, Any]) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{stack['gateway']}/v1", api_key="unused")
+    client.chat.completions.create(
+        model="smol", messages=[{"role": "user", "content": "Count to five."}], max_tokens=16
+    )
+    query = text(
+        "SELECT e.name, e.pid, s.generation_tokens, s.requests_finished"
+        " FROM engine_samples AS s JOIN engines AS e ON e.id = s.engine_id"
+        " ORDER BY s.time DESC LIMIT 1"
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with stack["db"].engine.connect() as conn:
+            latest = conn.execute(query).first()
+        if latest is not None and latest.generation_tokens and latest.requests_finished:
+            break
+        assert time.monotonic() < deadline, f"no engine sample with tokens yet: {latest}"
+        time.sleep(1)
+    assert latest.name == "smol" and latest.pid is not None
+    with stack["db"].engine.connect() as conn:
+        rates = conn.execute(text("SELECT count(*) FROM engine_rates WHERE model = 'smol'"))
+        assert rates.scalar_one() >= 1
+        no_gpu = conn.execute(text("SELECT count(*) FROM llm_request_gpu")).scalar_one()
+        assert no_gpu >= 1  # every request has a row, its GPU columns empty on this host

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.inferwatch.cli_helpers import cli_env, free_port
+from tests.servers import ServerThread
 
 STAND_IN = textwrap.dedent("""
     import argparse, http.server
@@ -50,13 +57,30 @@ def stand_in_vllm(root: Path) -> Path:
     return root
 
 
+def registry_app(registered: list[dict[str, Any]]) -> Starlette:
+    """Stands in for the collector's engine registry."""
+
+    async def put(request: Request) -> JSONResponse:
+        registered.append(await request.json())
+        return JSONResponse({"id": 1})
+
+    return Starlette(routes=[Route("/v1/engines", put, methods=["PUT"])])
+
+
 def test_serve_runs_the_gateway_and_stops_when_vllm_dies(tmp_path: Path) -> None:
+    registered: list[dict[str, Any]] = []
+    with ServerThread(registry_app(registered)) as collector:
+        serve_until_vllm_dies(tmp_path, collector, registered)
+
+
+def serve_until_vllm_dies(tmp_path: Path, collector: str, registered: list[dict[str, Any]]) -> None:
     model = tmp_path / "my-model"
     model.mkdir()
     gateway_port, vllm_port = free_port(), free_port()
     env = cli_env(
         tmp_path / "home",
         INFERWATCH_MODEL=str(model),
+        INFERWATCH_SERVING__COLLECTOR_URL=collector,
         INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{vllm_port}",
         PYTHONPATH=os.pathsep.join(
             [str(stand_in_vllm(tmp_path / "fake")), os.environ.get("PYTHONPATH", "")]
@@ -89,6 +113,14 @@ def test_serve_runs_the_gateway_and_stops_when_vllm_dies(tmp_path: Path) -> None
             if "vllm.entrypoints.openai.api_server" in " ".join(p.cmdline())
         ]
         assert "--served-model-name" in vllm.cmdline() and "my-model" in vllm.cmdline()
+        assert registered == [
+            {
+                "url": f"http://127.0.0.1:{vllm_port}",
+                "name": "my-model",
+                "pid": vllm.pid,
+                "host": socket.gethostname(),
+            }
+        ]
         vllm.send_signal(signal.SIGKILL)
         assert serve.wait(timeout=60) == 1
         output = serve.stdout.read()  # type: ignore[union-attr]

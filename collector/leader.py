@@ -1,0 +1,67 @@
+"""One poller per database: the collector process holding a Postgres advisory lock leads.
+
+Scraping engines and polling GPUs must happen once, however many collector
+workers run. Each worker's ``Leadership`` keeps one connection and tries to
+take a session-level advisory lock on it; the one that has it leads until its
+connection ends (a crashed worker's lock goes with its connection), and the
+others take over on their next try.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+
+from inferwatch.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x1F_E4_3A_7C_11_0D_5B_01  # "the collector's pollers", any fixed int64
+RETRY_S = 5.0
+
+
+class Leadership(Daemon):
+    name = "leadership"
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
+        *,
+        retry_s: float = RETRY_S,
+    ) -> None:
+        super().__init__()
+        self._connect = connect
+        self.retry_s = retry_s
+        self.leading = False
+
+    async def run(self) -> None:
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = await self._connect()
+                        await conn.set_autocommit(True)
+                    if self.leading:
+                        await conn.execute("SELECT 1")  # still connected: still holding it
+                    else:
+                        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                        row = await cursor.fetchone()
+                        self.leading = bool(row and row[0])
+                        if self.leading:
+                            log.info("this collector now runs the engine scraper and GPU poller")
+                except psycopg.Error as exc:
+                    if self.leading:
+                        log.warning("lost the pollers' lock with the database: %s", exc)
+                    self.leading = False
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+                await self.pause(self.retry_s)
+        finally:
+            self.leading = False
+            if conn is not None:
+                await conn.close()  # ends the session: the lock goes to another worker
