@@ -31,6 +31,7 @@ from collector.grpc_receiver import GrpcReceiver
 from collector.ingest import store
 from collector.leader import Leadership
 from collector.metrics import CollectorMetrics
+from collector.prices import load_prices, store_prices
 from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
 from inferwatch.daemon import Daemon
 from inferwatch.http_body import (
@@ -83,6 +84,7 @@ def create_app(
         problem = await async_schema_problem(db.async_engine)
         if problem is not None:
             raise SchemaError(problem)
+        await store_prices(db, load_prices(settings.prices_file))
         for url in settings.engines:
             await register_engine(db, EngineIn.model_validate({"url": url}))
         await writer.start()

@@ -74,6 +74,7 @@ def collector(
 
     import uvicorn
 
+    from collector.prices import PriceError, load_prices
     from inferwatch.store.migrate import SchemaError, require_current_schema
 
     # The database is held for the whole run: worker processes share this embedded server.
@@ -84,6 +85,10 @@ def collector(
             raise _fail(str(exc), 2) from None
         logging.getLogger("inferwatch").info("schema at revision %s", revision)
         cfg = settings.collector
+        try:
+            load_prices(cfg.prices_file)  # refuse a bad prices file before starting anything
+        except PriceError as exc:
+            raise _fail(str(exc), 2) from None
         http_host, http_port = host or cfg.host, port or cfg.port
         grpc_at = (grpc_port if grpc_port is not None else cfg.grpc_port) if grpc else None
         _require_free(http_host, http_port, "OTLP/HTTP", "--port")

@@ -38,7 +38,9 @@ class CollectorSettings(BaseModel):
     engines: list[str] = []
     engine_scrape_s: float = Field(default=5.0, gt=0)
     # NVML GPU polling interval; 0 turns the poller off.
-    gpu_poll_s: float = Field(default=5.0, ge=0)
+    gpu_poll_s: float = Field(default=5.0, ge=0, le=60)
+    # Your prices (YAML, the shape of collector/prices.yaml), on top of the shipped ones.
+    prices_file: Path | None = None
     # The feedback webhook: with a secret, every request must be signed (HMAC-SHA256).
     feedback_secret: SecretStr | None = None
     feedback_max_bytes: int = Field(default=64 * 1024, gt=0)

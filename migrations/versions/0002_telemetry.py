@@ -106,10 +106,11 @@ JOIN (
 """
 
 # The GPU and engine around each request. A GPU sample covers the poll interval
-# before it; samples overlapping the request's lifetime give mean and max
-# utilisation and memory (all GPUs the collector polls: which GPU served a
-# request is not known from its spans). The engine's queue and KV cache are
-# the last sample of the request's model at or before its start (within a minute).
+# before it (at most 60 s, which bounds the index range scanned). The samples
+# overlapping the request's lifetime give mean and max utilisation and memory,
+# over all GPUs the collector polls (which GPU served a request is not known from
+# its spans). The engine's queue and KV cache are the last sample of the
+# request's model at or before its start (within a minute).
 REQUEST_GPU_VIEW = """
 CREATE VIEW llm_request_gpu AS
 SELECT q.trace_id,
@@ -136,7 +137,7 @@ LEFT JOIN LATERAL (
            avg(s.power_w)                           AS gpu_power_mean_w
     FROM gpu_samples AS s
     WHERE s.time >= q.started_at
-      AND s.time <= q.ended_at + interval '10 minutes'
+      AND s.time <= q.ended_at + interval '60 seconds'
       AND s.time - make_interval(secs => s.interval_s) <= q.ended_at
       AND s.error IS NULL
 ) AS g ON true
@@ -159,6 +160,8 @@ LEFT JOIN LATERAL (
 #       * (the request's input + output tokens) / (tokens the engines processed that hour)
 #   with the engines' prompt + generation token counters giving "tokens processed";
 #   where no engine was scraped, the tokens of the hour's stored requests stand in.
+# The hourly figures are computed over all stored data on each query (about 1 s for
+# 100,000 requests: bench/joined_views.py); the dashboard's rollups will keep them.
 REQUEST_COSTS_VIEW = """
 CREATE VIEW llm_request_costs AS
 WITH priced AS (
@@ -172,7 +175,7 @@ WITH priced AS (
         SELECT p.input_usd_per_1k, p.output_usd_per_1k
         FROM model_prices AS p
         WHERE q.model LIKE replace(replace(replace(p.model, '%', '\\%'), '_', '\\_'), '*', '%')
-        ORDER BY length(p.model) DESC
+        ORDER BY p.model = q.model DESC, length(replace(p.model, '*', '')) DESC
         LIMIT 1
     ) AS mp ON true
 ), gpu_hours AS (
