@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from collector.leader import Leadership
+from collector.leader import LeaderPoller, Leadership
 from collector.metrics import CollectorMetrics
-from inferwatch.daemon import Daemon
 from inferwatch.store.database import Database
 from inferwatch.store.models import Engine, EngineSample
 
@@ -173,7 +171,7 @@ def engines_router(db: Database) -> APIRouter:
     return router
 
 
-class EngineScraper(Daemon):
+class EngineScraper(LeaderPoller):
     """Every ``interval_s``, reads every registered engine's ``/metrics`` and stores a sample.
 
     Runs only while this process leads (one scraper per database, whatever the
@@ -183,30 +181,21 @@ class EngineScraper(Daemon):
     name = "engine-scraper"
 
     def __init__(
-        self,
-        db: Database,
-        metrics: CollectorMetrics,
-        leadership: Leadership,
-        *,
-        interval_s: float,
+        self, db: Database, metrics: CollectorMetrics, leadership: Leadership, *, interval_s: float
     ) -> None:
-        super().__init__()
+        super().__init__(leadership, interval_s=interval_s)
         self.db = db
         self.metrics = metrics
-        self.leadership = leadership
-        self.interval_s = interval_s
+        self._http: aiohttp.ClientSession | None = None
 
-    async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while not self._stopping.is_set():
-                started = time.monotonic()
-                if self.leadership.leading:
-                    try:
-                        await self.scrape_all(http)
-                    except Exception:  # the database is away: try again next round
-                        log.exception("engine scrape round failed")
-                await self.pause(self.interval_s - (time.monotonic() - started))
+    async def round(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(SCRAPE_TIMEOUT_S))
+        await self.scrape_all(self._http)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
 
     async def scrape_all(self, http: aiohttp.ClientSession) -> None:
         async with self.db.async_engine.connect() as conn:

@@ -26,9 +26,8 @@ import psutil
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from collector.leader import Leadership
+from collector.leader import LeaderPoller, Leadership
 from collector.metrics import CollectorMetrics
-from inferwatch.daemon import Daemon
 from inferwatch.store.database import Database
 from inferwatch.store.models import Engine, GpuProcess, GpuSample
 
@@ -165,7 +164,7 @@ def with_descendants(pids: Iterable[int]) -> set[int]:
     return found
 
 
-class GpuPoller(Daemon):
+class GpuPoller(LeaderPoller):
     """Polls NVML every ``interval_s`` while this collector leads, and stores the rows."""
 
     name = "gpu-poller"
@@ -180,11 +179,9 @@ class GpuPoller(Daemon):
         nvml: Callable[[], Nvml] = real_nvml,
         host: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(leadership, interval_s=interval_s)
         self.db = db
         self.metrics = metrics
-        self.leadership = leadership
-        self.interval_s = interval_s
         self._nvml_factory = nvml
         self.host = host or socket.gethostname()
         self.status = "not polled yet"
@@ -192,20 +189,14 @@ class GpuPoller(Daemon):
         self._said_no_gpu = False
         self._next_init = 0.0
 
-    async def run(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                started = time.monotonic()
-                if self.leadership.leading:
-                    await self._round()
-                else:
-                    self.status = "polled by another collector worker"
-                await self.pause(self.interval_s - (time.monotonic() - started))
-        finally:
-            if self._nvml is not None:
-                await asyncio.to_thread(self._shutdown, self._nvml)
+    def following(self) -> None:
+        self.status = "polled by another collector worker"
 
-    async def _round(self) -> None:
+    async def close(self) -> None:
+        if self._nvml is not None:
+            await asyncio.to_thread(self._shutdown, self._nvml)
+
+    async def round(self) -> None:
         nvml = await self._initialized()
         if nvml is None:
             return

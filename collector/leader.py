@@ -10,6 +10,8 @@ others take over on their next try.
 from __future__ import annotations
 
 import logging
+import time
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -65,3 +67,39 @@ class Leadership(Daemon):
             self.leading = False
             if conn is not None:
                 await conn.close()  # ends the session: the lock goes to another worker
+
+
+class LeaderPoller(Daemon):
+    """Runs ``round()`` every ``interval_s`` while this collector leads.
+
+    A round that fails (the database away, say) is logged and the next one
+    comes as usual; ``close()`` releases what the rounds held."""
+
+    def __init__(self, leadership: Leadership, *, interval_s: float) -> None:
+        super().__init__()
+        self.leadership = leadership
+        self.interval_s = interval_s
+
+    @abstractmethod
+    async def round(self) -> None: ...
+
+    def following(self) -> None:
+        """Called instead of ``round()`` while another worker leads."""
+
+    async def close(self) -> None:
+        """Called once the loop has ended."""
+
+    async def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                if self.leadership.leading:
+                    try:
+                        await self.round()
+                    except Exception:
+                        log.exception("%s: round failed", self.name)
+                else:
+                    self.following()
+                await self.pause(self.interval_s - (time.monotonic() - started))
+        finally:
+            await self.close()

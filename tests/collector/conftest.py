@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +30,14 @@ class Collector:
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.app.state.metrics.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else float(value)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
+    """Polls ``predicate`` until it holds; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def run_collector(db: Database, settings: CollectorSettings) -> Iterator[Collector]:

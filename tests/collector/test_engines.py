@@ -4,7 +4,6 @@ rates view (including counter resets), and one leader per database."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from collector.engines import parse_engine_metrics
 from collector.leader import Leadership
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
-from tests.collector.conftest import Collector, run_collector
+from tests.collector.conftest import Collector, run_collector, wait_for
 from tests.servers import ServerThread
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vllm-0.32-metrics.txt"
@@ -123,13 +122,6 @@ class FakeEngine:
 def fast_collector(db: Database) -> Iterator[Collector]:
     settings = CollectorSettings(grpc_port=None, engine_scrape_s=0.2, gpu_poll_s=0)
     yield from run_collector(db, settings)
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_registered_engines_are_scraped_and_failures_recorded(fast_collector: Collector) -> None:

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from collector.app import create_app
 from collector.gpu import poll, with_descendants
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
-from tests.collector.conftest import Collector
+from tests.collector.conftest import Collector, wait_for
 from tests.collector.fake_nvml import GIB, FakeGpu, FakeNvml
 from tests.servers import ServerThread
 
@@ -97,13 +96,6 @@ def running(db: Database, nvml: FakeNvml) -> Iterator[Collector]:
     app = create_app(settings, db, nvml=lambda: nvml)
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         yield Collector(url, app, db, http)
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_the_poller_stores_samples_and_recognises_a_registered_vllm(db: Database) -> None:
