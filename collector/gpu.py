@@ -82,6 +82,27 @@ def real_nvml() -> Nvml:
     return cast(Nvml, pynvml)
 
 
+def describe_gpus(nvml: Callable[[], Nvml] = real_nvml) -> str:
+    """What NVML sees on this host, in words ("1x NVIDIA H100 80GB HBM3"), or why not."""
+    try:
+        lib = nvml()
+        lib.nvmlInit()
+    except Exception as exc:  # no driver, no library: a CPU host
+        return f"CPU (no NVIDIA GPU: {exc})"
+    try:
+        names = [
+            lib.nvmlDeviceGetName(lib.nvmlDeviceGetHandleByIndex(i))
+            for i in range(lib.nvmlDeviceGetCount())
+        ]
+    except lib.NVMLError as exc:
+        return f"GPU (NVML error: {exc})"
+    finally:
+        lib.nvmlShutdown()
+    if not names:
+        return "CPU (NVML reports no GPU)"
+    return ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
+
+
 @dataclass
 class GpuPoll:
     samples: list[dict[str, Any]] = field(default_factory=list)

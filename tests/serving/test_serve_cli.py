@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -26,35 +25,7 @@ from starlette.routing import Route
 
 from tests.inferwatch.cli_helpers import cli_env, free_port
 from tests.servers import ServerThread
-
-STAND_IN = textwrap.dedent("""
-    import argparse, http.server
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--host")
-    args, _ = parser.parse_known_args()
-    print("stand-in vLLM serving", flush=True)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b'{"object": "list", "data": [{"id": "stand-in"}]}')
-
-        def log_message(self, *a):
-            pass
-
-    http.server.HTTPServer((args.host, args.port), Handler).serve_forever()
-""")
-
-
-def stand_in_vllm(root: Path) -> Path:
-    package = root / "vllm" / "entrypoints" / "openai"
-    package.mkdir(parents=True)
-    for directory in (root / "vllm", root / "vllm" / "entrypoints", package):
-        (directory / "__init__.py").write_text("")
-    (package / "api_server.py").write_text(STAND_IN)
-    return root
+from tests.serving.stand_in import stand_in_vllm
 
 
 def registry_app(registered: list[dict[str, Any]]) -> Starlette:

@@ -1,0 +1,110 @@
+"""`inferwatch up` as a user runs it: everything starts in order on a fresh home, a crashed
+service is restarted, and Ctrl-C stops it all, leaving no process and no database behind.
+
+vLLM is the stand-in package (the real one is in the e2e tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.inferwatch.cli_helpers import cli_env, free_port
+from tests.serving.stand_in import stand_in_vllm
+
+
+class Output:
+    """Collects a process's output lines as they come."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._proc = proc
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self.lines.append(line.rstrip())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            assert self._proc.poll() is None or needle in self.text, self.text
+            assert time.monotonic() < deadline, f"no {needle!r} in:\n{self.text}"
+            time.sleep(0.1)
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    model = tmp_path / "my-model"
+    model.mkdir()
+    collector_port, gateway_port, vllm_port = free_port(), free_port(), free_port()
+    env = cli_env(
+        home,
+        INFERWATCH_MODEL=str(model),
+        INFERWATCH_LOG_LEVEL="INFO",
+        INFERWATCH_COLLECTOR__PORT=str(collector_port),
+        INFERWATCH_SERVING__PORT=str(gateway_port),
+        INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{vllm_port}",
+        PYTHONPATH=os.pathsep.join(
+            [str(stand_in_vllm(tmp_path / "fake")), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "inferwatch.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out = Output(up)
+    collector = f"http://127.0.0.1:{collector_port}"
+    try:
+        out.wait_for("InferWatch is up")
+        assert "schema at revision" in out.text and "CPU" in out.text
+        assert ready(f"{collector}/readyz") and ready(f"http://127.0.0.1:{gateway_port}/readyz")
+        engines = httpx.get(f"{collector}/v1/engines").json()
+        assert [e["url"] for e in engines] == [f"http://127.0.0.1:{vllm_port}"]
+        assert "stand-in vLLM serving" in out.text  # every service's output, one stream
+
+        processes = psutil.Process(up.pid).children(recursive=True)
+        (collector_proc,) = [
+            p for p in psutil.Process(up.pid).children() if "collector" in p.cmdline()
+        ]
+        collector_proc.kill()  # a crash: reported, then restarted
+        out.wait_for("restarting collector in 1 s")
+        out.wait_for("restarting collector (restart 1)")
+        deadline = time.monotonic() + 60
+        while not ready(f"{collector}/readyz"):
+            assert time.monotonic() < deadline, out.text
+            time.sleep(0.2)
+        processes += psutil.Process(up.pid).children(recursive=True)
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=120) == 0, out.text
+    finally:
+        if up.poll() is None:
+            up.kill()
+    time.sleep(0.5)
+    left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"left running: {[p.cmdline() for p in left]}"
+    assert not (home / "pgdata" / "postmaster.pid").exists(), "embedded database left running"
+    assert "stopping serve" in out.text and "stopped" in out.text
