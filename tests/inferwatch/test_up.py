@@ -52,22 +52,20 @@ def ready(url: str) -> bool:
         return False
 
 
-def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    model = tmp_path / "my-model"
-    model.mkdir()
-    collector_port, gateway_port, vllm_port = free_port(), free_port(), free_port()
-    env = cli_env(
+def up_env(home: Path, model: Path, gateway_port: int, **extra: str) -> dict[str, str]:
+    """A fresh home on free ports (collector, gateway, vLLM), the model given."""
+    return cli_env(
         home,
         INFERWATCH_MODEL=str(model),
         INFERWATCH_LOG_LEVEL="INFO",
-        INFERWATCH_COLLECTOR__PORT=str(collector_port),
+        INFERWATCH_COLLECTOR__PORT=str(free_port()),
         INFERWATCH_SERVING__PORT=str(gateway_port),
-        INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{vllm_port}",
-        PYTHONPATH=os.pathsep.join(
-            [str(stand_in_vllm(tmp_path / "fake")), os.environ.get("PYTHONPATH", "")]
-        ),
+        INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{free_port()}",
+        **extra,
     )
+
+
+def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], Output]:
     up = subprocess.Popen(
         [sys.executable, "-m", "inferwatch.cli", "up"],
         env=env,
@@ -75,14 +73,36 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    out = Output(up)
-    collector = f"http://127.0.0.1:{collector_port}"
+    return up, Output(up)
+
+
+def assert_all_stopped(processes: list[psutil.Process], home: Path) -> None:
+    time.sleep(0.5)
+    left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"left running: {[p.cmdline() for p in left]}"
+    assert not (home / "pgdata" / "postmaster.pid").exists(), "embedded database left running"
+
+
+def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    model = tmp_path / "my-model"
+    model.mkdir()
+    gateway_port = free_port()
+    stand_in = stand_in_vllm(tmp_path / "fake")
+    env = up_env(
+        home,
+        model,
+        gateway_port,
+        PYTHONPATH=os.pathsep.join([str(stand_in), os.environ.get("PYTHONPATH", "")]),
+    )
+    collector = f"http://127.0.0.1:{env['INFERWATCH_COLLECTOR__PORT']}"
+    up, out = start_up(env)
     try:
         out.wait_for("InferWatch is up")
         assert "schema at revision" in out.text and "CPU" in out.text
         assert ready(f"{collector}/readyz") and ready(f"http://127.0.0.1:{gateway_port}/readyz")
         engines = httpx.get(f"{collector}/v1/engines").json()
-        assert [e["url"] for e in engines] == [f"http://127.0.0.1:{vllm_port}"]
+        assert [e["url"] for e in engines] == [env["INFERWATCH_SERVING__UPSTREAM_URL"]]
         assert "stand-in vLLM serving" in out.text  # every service's output, one stream
 
         processes = psutil.Process(up.pid).children(recursive=True)
@@ -103,8 +123,5 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
-    time.sleep(0.5)
-    left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert left == [], f"left running: {[p.cmdline() for p in left]}"
-    assert not (home / "pgdata" / "postmaster.pid").exists(), "embedded database left running"
+    assert_all_stopped(processes, home)
     assert "stopping serve" in out.text and "stopped" in out.text

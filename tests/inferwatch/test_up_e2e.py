@@ -6,28 +6,18 @@ Marked e2e (needs `scripts/install-cpu.sh`); the prepared model is reused from
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
-import pytest
 
-from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch
-from tests.inferwatch.test_up import Output
+from tests.e2e import E2E
+from tests.inferwatch.cli_helpers import free_port, inferwatch
+from tests.inferwatch.test_up import assert_all_stopped, start_up, up_env
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(1200),
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None and os.environ.get("INFERWATCH_E2E") != "required",
-        reason="vLLM is not installed (scripts/install-cpu.sh test)",
-    ),
-]
+pytestmark = E2E
 
 
 def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
@@ -38,25 +28,15 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
     models_home = Path(os.environ.get("INFERWATCH_E2E_HOME") or tmp_path / "models")
     model = prepare_default_model(models_home)
     home = tmp_path / "home"
-    collector_port, gateway_port, vllm_port = free_port(), free_port(), free_port()
-    env = cli_env(
+    gateway_port = free_port()
+    env = up_env(
         home,
-        INFERWATCH_MODEL=str(model),
-        INFERWATCH_LOG_LEVEL="INFO",
-        INFERWATCH_COLLECTOR__PORT=str(collector_port),
-        INFERWATCH_SERVING__PORT=str(gateway_port),
-        INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{vllm_port}",
+        model,
+        gateway_port,
         INFERWATCH_SERVING__SERVED_MODEL_NAME="smol",
         INFERWATCH_SERVING__VLLM_MAX_MODEL_LEN="1024",
     )
-    up = subprocess.Popen(
-        [sys.executable, "-m", "inferwatch.cli", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    out = Output(up)
+    up, out = start_up(env)
     try:
         out.wait_for("InferWatch is up", timeout=900)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{gateway_port}/v1", api_key="-")
@@ -78,7 +58,4 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
-    time.sleep(0.5)
-    left = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert left == [], f"left running: {[p.cmdline() for p in left]}"
-    assert not (home / "pgdata" / "postmaster.pid").exists()
+    assert_all_stopped(processes, home)

@@ -9,7 +9,6 @@ agree with the response's usage and no trace of a planted e-mail address.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -25,17 +24,10 @@ from sqlalchemy import text
 
 from inferwatch.store.database import Database
 from serving.redact import Redactor
+from tests.e2e import E2E
 from tests.inferwatch.cli_helpers import cli_env, free_port, start_collector
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(1200),
-    # CI sets INFERWATCH_E2E=required: there, a missing vLLM is a failure, not a skip.
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None and os.environ.get("INFERWATCH_E2E") != "required",
-        reason="vLLM is not installed (scripts/install-cpu.sh test)",
-    ),
-]
+pytestmark = E2E
 PLANTED = "carol.secret@example.org"
 VLLM_READY_TIMEOUT_S = 900
 
