@@ -249,94 +249,67 @@ def up(
         str | None,
         typer.Option(help="Monitor this running vLLM (its /metrics) instead of starting one."),
     ] = None,
+    detach: Annotated[
+        bool, typer.Option(help="Run in the background; `inferwatch down` stops it.")
+    ] = False,
 ) -> None:
     """Start everything, supervised: database, migrations, collector, model, vLLM + gateway.
 
-    Ctrl-C stops it all in reverse order."""
-    import json
-    import os
-    import threading
+    Ctrl-C (or `inferwatch down`) stops it all in reverse order."""
+    from inferwatch import up as running
 
-    from sqlalchemy.engine import make_url
-
-    from collector.gpu import describe_gpus
-    from collector.prices import PriceError, load_prices
-    from inferwatch.process import ChildDied
-    from inferwatch.store import migrate
-    from inferwatch.supervisor import Service, Supervisor
-    from serving.model import ModelPreparationError, prepare_default_model
-
-    out = Console(markup=False, highlight=False, soft_wrap=True)
-
-    def step(message: str) -> None:
-        out.print(Text("▸ ", style="bold green") + Text(message))
-
+    if detach:
+        settings = Settings()
+        arguments = [] if serve_model else ["--no-serve"]
+        arguments += [] if vllm_url is None else ["--vllm-url", vllm_url]
+        try:
+            run_file = running.detach(settings, arguments)
+        except running.UpError as exc:
+            raise _fail(str(exc), exc.code) from None
+        _print_status(run_file, {name: True for name in run_file.services})
+        err.print(f"logs: {running.RunFile.path(settings.home.resolve()).with_name('up.log')}")
+        return
     with _command_database(sigterm_exit_code=0) as (settings, db):
-        cfg_c, cfg_s = settings.collector, settings.serving
-        database = make_url(db.url).render_as_string(hide_password=True)
-        step(f"database {database}")
-        migrate.upgrade(db.engine)
-        with db.engine.connect() as conn:
-            step(f"schema at revision {migrate.current_revision(conn)}")
         try:
-            load_prices(cfg_c.prices_file)
-        except PriceError as exc:
-            raise _fail(str(exc), 2) from None
-        collector_url = f"http://{cfg_c.host}:{cfg_c.port}"
-        env = {
-            **os.environ,
-            "INFERWATCH_HOME": str(settings.home.resolve()),
-            "INFERWATCH_SERVING__COLLECTOR_URL": collector_url,
-        }
-        if vllm_url is not None:
-            env["INFERWATCH_COLLECTOR__ENGINES"] = json.dumps([*cfg_c.engines, vllm_url])
-        me = [sys.executable, "-m", "inferwatch.cli"]
-        services = [Service("collector", [*me, "collector"], f"{collector_url}/readyz")]
-        gateway_url = f"http://{cfg_s.host}:{cfg_s.port}"
-        bundled = serve_model and vllm_url is None
-        model = settings.model
-        if bundled:
-            if model is None:
-                try:
-                    model = str(prepare_default_model(settings.home, progress=step))
-                except ModelPreparationError as exc:
-                    raise _fail(str(exc), 2) from None
-            env["INFERWATCH_MODEL"] = model
-            ready_s = cfg_s.vllm_start_timeout_s + 60
-            services.append(
-                Service("serve", [*me, "serve"], f"{gateway_url}/readyz", ready_s, 60.0)
-            )
-        supervisor = Supervisor(services, env, out)
-        last_said = [0.0]
+            running.run(settings, db, serve_model=serve_model, vllm_url=vllm_url)
+        except running.UpError as exc:
+            raise _fail(str(exc), exc.code) from None
 
-        def waiting(service: Service, waited: float) -> None:
-            if waited - last_said[0] >= 15 or waited < last_said[0]:
-                last_said[0] = waited
-                step(f"waiting for {service.name}: {waited:.0f} s")
 
-        try:
-            for service in services:
-                step(f"starting {service.name}")
-            supervisor.start(progress=waiting)
-            table = Table(title="InferWatch is up", title_style="bold green", show_header=False)
-            table.add_row("collector", f"{collector_url}  (OTLP/HTTP, feedback, engines)")
-            if bundled:
-                table.add_row("gateway", f"{gateway_url}/v1  (OpenAI API)")
-                table.add_row("model", model or "")
-            if vllm_url is not None:
-                table.add_row("vLLM", f"{vllm_url}  (scraped)")
-            table.add_row("device", describe_gpus())
-            table.add_row("database", database)
-            table.add_row("stop", "Ctrl-C")
-            out.print(table)
-            supervisor.supervise(threading.Event())
-        except (ChildDied, TimeoutError) as exc:
-            raise _fail(str(exc), 1) from None
-        except KeyboardInterrupt:
-            step("stopping (Ctrl-C)")
-        finally:
-            supervisor.stop()
-            step("stopped")
+@app.command()
+def status() -> None:
+    """Whether `inferwatch up` runs on this home, and each service's readiness (exit 3: not up)."""
+    from inferwatch import up as running
+
+    run_file, ready = running.status(Settings())
+    if run_file is None:
+        err.print("InferWatch is not up")
+        raise typer.Exit(3)
+    _print_status(run_file, ready)
+    if not all(ready.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop the `inferwatch up` running on this home, as Ctrl-C would."""
+    from inferwatch import up as running
+
+    try:
+        pid = running.down(Settings())
+    except running.UpError as exc:
+        raise _fail(str(exc), exc.code) from None
+    err.print("InferWatch was not up" if pid is None else f"stopped InferWatch (pid {pid})")
+
+
+def _print_status(run_file: Any, ready: dict[str, bool]) -> None:
+    table = Table("service", "url", "state")
+    for name, url in run_file.services.items():
+        state = Text("ready", style="green") if ready.get(name) else Text("not ready", style="red")
+        table.add_row(name, url, state)
+    table.add_row("up", f"pid {run_file.pid}", "")
+    table.add_row("database", run_file.database, "")
+    Console(highlight=False, soft_wrap=True).print(table)
 
 
 @db_app.command("upgrade")

@@ -5,6 +5,7 @@ vLLM is the stand-in package (the real one is in the e2e tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.inferwatch.cli_helpers import cli_env, free_port
+from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch
 from tests.serving.stand_in import stand_in_vllm
 
 
@@ -125,3 +126,40 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
             up.kill()
     assert_all_stopped(processes, home)
     assert "stopping serve" in out.text and "stopped" in out.text
+
+
+def test_up_in_the_background_with_status_and_down(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    model = tmp_path / "my-model"
+    model.mkdir()
+    stand_in = stand_in_vllm(tmp_path / "fake")
+    env = up_env(
+        home,
+        model,
+        free_port(),
+        PYTHONPATH=os.pathsep.join([str(stand_in), os.environ.get("PYTHONPATH", "")]),
+    )
+    started = inferwatch("up", "--detach", env=env, timeout=180)
+    assert started.returncode == 0, started.stderr
+    assert "gateway" in started.stdout and "up.log" in started.stderr
+    pid = json.loads((home / "run" / "up.json").read_text())["pid"]
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    try:
+        shown = inferwatch("status", env=env)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "collector" in shown.stdout and "gateway" in shown.stdout
+        assert "not ready" not in shown.stdout
+        twice = inferwatch("up", env=env)
+        assert twice.returncode == 2 and "already up" in twice.stderr
+        stopped = inferwatch("down", env=env)
+        assert stopped.returncode == 0 and f"stopped InferWatch (pid {pid})" in stopped.stderr
+    finally:
+        for process in processes:
+            if process.is_running():
+                process.kill()
+    assert_all_stopped(processes, home)
+    assert inferwatch("status", env=env).returncode == 3
+    again = inferwatch("down", env=env)
+    assert again.returncode == 0 and "was not up" in again.stderr
+    log = (home / "run" / "up.log").read_text()
+    assert "InferWatch is up" in log and "stopping serve" in log
