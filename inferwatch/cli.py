@@ -312,6 +312,78 @@ def _print_status(run_file: Any, ready: dict[str, bool]) -> None:
     Console(highlight=False, soft_wrap=True).print(table)
 
 
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds to send for.")] = 60.0,
+    rate: Annotated[float, typer.Option(min=0.01, help="Requests per second, on average.")] = 1.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at most.")] = 4,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest answer asked for.")] = 64,
+    seed: Annotated[int, typer.Option(help="Makes the workload repeatable.")] = 0,
+    gateway: Annotated[str | None, typer.Option(help="Gateway URL (default: settings).")] = None,
+    collector: Annotated[
+        str | None, typer.Option(help="Collector URL, for feedback (default: settings).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model (default: the gateway's first).")] = None,
+) -> None:
+    """Send a realistic workload through the gateway, with feedback, and summarise it."""
+    import asyncio
+
+    import openai
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from inferwatch.demo import Summary, run_demo
+
+    settings = Settings()
+    gateway_url = gateway or f"http://{settings.serving.host}:{settings.serving.port}"
+    collector_url = collector or f"http://{settings.collector.host}:{settings.collector.port}"
+    out = Console(highlight=False, soft_wrap=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=out) as progress:
+        bar = progress.add_task("demo", total=duration)
+
+        def show(elapsed: float, summary: Summary) -> None:
+            done = f"{summary.requests} done, {summary.errors} errors"
+            progress.update(bar, completed=elapsed, description=f"demo: {done}")
+
+        try:
+            summary = asyncio.run(
+                run_demo(
+                    gateway_url,
+                    collector_url,
+                    duration_s=duration,
+                    rate=rate,
+                    concurrency=concurrency,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    model=model,
+                    on_progress=show,
+                )
+            )
+        except openai.APIError as exc:
+            message = f"the gateway at {gateway_url} answered: {exc} (is `inferwatch up` running?)"
+            raise _fail(message) from None
+        progress.update(bar, completed=duration, description=f"demo: {summary.requests} done")
+    p95 = summary.p95_ttft_ms
+    table = Table("requests", "errors", "cancelled", "feedback", "p95 TTFT", "tokens/s")
+    table.add_row(
+        str(summary.requests),
+        str(summary.errors),
+        str(summary.cancelled),
+        str(summary.feedback),
+        "-" if p95 is None else f"{p95:.0f} ms",
+        f"{summary.tokens_per_s:.1f}",
+    )
+    out.print(table)
+    out.print(
+        'Look at them: inferwatch sql "SELECT model, status, ttft_ms, e2e_ms, output_tokens '
+        'FROM llm_requests ORDER BY started_at DESC LIMIT 20"\n'
+        'and the feedback: inferwatch sql "SELECT * FROM llm_request_feedback '
+        'ORDER BY last_feedback_at DESC LIMIT 20"'
+    )
+    if summary.requests == 0 or summary.errors == summary.requests:
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
