@@ -374,6 +374,8 @@ def demo(
         f"{summary.tokens_per_s:.1f}",
     )
     out.print(table)
+    if summary.first_error:
+        err.print(f"first error: {summary.first_error}")
     out.print(
         'Look at them: inferwatch sql "SELECT model, status, ttft_ms, e2e_ms, output_tokens '
         'FROM llm_requests ORDER BY started_at DESC LIMIT 20"\n'
