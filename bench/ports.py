@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-import httpx
+from inferwatch.process import healthy
 
 
 def free_port() -> int:
@@ -17,10 +17,7 @@ def free_port() -> int:
 def wait_ready(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+        if healthy(url):
+            return
         time.sleep(0.1)
     raise SystemExit(f"{url} did not become ready")

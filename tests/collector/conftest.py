@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from collector import synthetic
 from collector.app import create_app
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
@@ -30,6 +31,19 @@ class Collector:
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.app.state.metrics.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else float(value)
+
+    def store(self, requests: list[synthetic.Request]) -> None:
+        """Posts ``requests`` (gateway + vLLM span each) as OTLP/protobuf; asserts the 200."""
+        body = synthetic.export_request(requests).SerializeToString()
+        answer = self.http.post(
+            "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
+        )
+        assert answer.status_code == 200, answer.text
+
+
+def rows(db: Database, query: str, **params: Any) -> list[dict[str, Any]]:
+    with db.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(query), params)]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> None:

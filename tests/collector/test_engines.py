@@ -20,7 +20,7 @@ from collector.engines import parse_engine_metrics
 from collector.leader import Leadership
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
-from tests.collector.conftest import Collector, run_collector, wait_for
+from tests.collector.conftest import Collector, rows, run_collector, wait_for
 from tests.servers import ServerThread
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vllm-0.32-metrics.txt"
@@ -49,11 +49,6 @@ vllm:request_success_total{engine="0",finished_reason="stop",model_name="big"} 7
 vllm:request_success_total{engine="1",finished_reason="stop",model_name="big"} 3
 vllm:request_success_total{engine="1",finished_reason="length",model_name="big"} 1
 """
-
-
-def rows(db: Database, query: str, **params: Any) -> list[dict[str, Any]]:
-    with db.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(query), params)]
 
 
 def test_vllm_032_exposition_is_read_under_current_names() -> None:

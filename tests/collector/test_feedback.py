@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
 
 from collector import synthetic
 from collector.feedback import (
@@ -23,15 +22,10 @@ from collector.feedback import (
 )
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
-from tests.collector.conftest import Collector, run_collector
+from tests.collector.conftest import Collector, rows, run_collector
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SECRET = "s3cret"
-
-
-def rows(collector: Collector, query: str, **params: Any) -> list[dict[str, Any]]:
-    with collector.db.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(query), params)]
 
 
 def test_thumbs_before_the_spans_is_stored_and_linked_once_they_arrive(
@@ -50,21 +44,17 @@ def test_thumbs_before_the_spans_is_stored_and_linked_once_they_arrive(
         "replayed": False,
         "linked": False,
     }
-    assert rows(collector, "SELECT * FROM llm_request_feedback") == []
+    assert rows(collector.db, "SELECT * FROM llm_request_feedback") == []
 
-    body = synthetic.export_request([req]).SerializeToString()
-    stored = collector.http.post(
-        "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
-    )
-    assert stored.status_code == 200
-    (linked,) = rows(collector, "SELECT * FROM llm_request_feedback")
+    collector.store([req])
+    (linked,) = rows(collector.db, "SELECT * FROM llm_request_feedback")
     assert linked["trace_id"] == trace_id
     assert (linked["feedback_count"], linked["thumbs_up"], linked["thumbs_down"]) == (1, 1, 0)
     assert linked["mean_score"] == 1.0 and linked["last_comment"] == "great"
 
     down = collector.http.post("/v1/feedback", json={"trace_id": trace_id, "score": -1})
     assert down.json()["linked"] is True
-    (both,) = rows(collector, "SELECT * FROM llm_request_feedback")
+    (both,) = rows(collector.db, "SELECT * FROM llm_request_feedback")
     assert (both["feedback_count"], both["thumbs_down"], both["mean_score"]) == (2, 1, 0.5)
 
 
@@ -77,7 +67,7 @@ def test_ratings_are_normalized_on_their_scale(collector: Collector) -> None:
         json={"trace_id": TRACE, "kind": "rating", "score": 7, "range": [0, 10], "label": "ok"},
     )
     assert default.status_code == declared.status_code == 201
-    got = rows(collector, "SELECT kind, score, normalized, label FROM feedback ORDER BY id")
+    got = rows(collector.db, "SELECT kind, score, normalized, label FROM feedback ORDER BY id")
     assert got == [
         {"kind": "rating", "score": 4.0, "normalized": 0.75, "label": None},
         {"kind": "rating", "score": 7.0, "normalized": 0.7, "label": "ok"},
@@ -90,7 +80,7 @@ def test_an_idempotency_key_is_stored_once(collector: Collector) -> None:
     again = collector.http.post("/v1/feedback", json={**body, "score": "up"})
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["replayed"] is True and again.json()["id"] == first.json()["id"]
-    got = rows(collector, "SELECT score, metadata FROM feedback")
+    got = rows(collector.db, "SELECT score, metadata FROM feedback")
     assert got == [{"score": -1.0, "metadata": {"a": 1}}]
 
 

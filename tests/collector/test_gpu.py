@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pynvml  # type: ignore[import-untyped]
@@ -22,16 +21,11 @@ from collector.app import create_app
 from collector.gpu import poll, with_descendants
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
-from tests.collector.conftest import Collector, wait_for
+from tests.collector.conftest import Collector, rows, wait_for
 from tests.collector.fake_nvml import GIB, FakeGpu, FakeNvml
 from tests.servers import ServerThread
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def rows(db: Database, query: str, **params: Any) -> list[dict[str, Any]]:
-    with db.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(query), params)]
 
 
 def test_poll_reads_every_gpu_and_tolerates_what_one_cannot_tell() -> None:
@@ -144,11 +138,7 @@ def store_request(collector: Collector, start: datetime, e2e_s: float) -> synthe
     """One synthetic LLM request (gateway + vLLM span) posted to the collector."""
     req = synthetic.random_requests(1, seed=5, start_ns=int(start.timestamp() * 1e9))[0]
     req = dataclasses.replace(req, e2e_s=e2e_s, error=None)
-    body = synthetic.export_request([req]).SerializeToString()
-    answer = collector.http.post(
-        "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
-    )
-    assert answer.status_code == 200
+    collector.store([req])
     return req
 
 

@@ -15,20 +15,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
-from sqlalchemy import text
 
 from collector import synthetic
-from tests.collector.conftest import Collector
+from tests.collector.conftest import Collector, rows
 from tests.collector.otlp_json import to_otlp_json
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 T0 = 1_763_700_000_000_000_000  # 2025-11-21, in ns
-
-
-def rows(collector: Collector, query: str, **params: Any) -> list[dict[str, Any]]:
-    with collector.db.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(query), params)]
 
 
 def synthetic_requests(n: int, seed: int = 1, **kw: Any) -> list[synthetic.Request]:
@@ -62,7 +56,7 @@ def test_otel_sdk_exporter_spans_are_stored_with_lifted_columns(
     provider.shutdown()
 
     spans = rows(
-        collector, "SELECT * FROM spans WHERE trace_id = :t ORDER BY start_time", t=trace_id
+        collector.db, "SELECT * FROM spans WHERE trace_id = :t ORDER BY start_time", t=trace_id
     )
     assert [s["name"] for s in spans] == ["handle question", "chat tiny-model"]
     outer, call = spans
@@ -82,7 +76,7 @@ def test_otel_sdk_exporter_spans_are_stored_with_lifted_columns(
     assert call["status_message"] == "upstream timed out"
     assert call["start_time_unix_nano"] // 1000 == int(call["start_time"].timestamp() * 1e6)
 
-    (request,) = rows(collector, "SELECT * FROM llm_requests WHERE trace_id = :t", t=trace_id)
+    (request,) = rows(collector.db, "SELECT * FROM llm_requests WHERE trace_id = :t", t=trace_id)
     assert request["span_id"] == call["span_id"]
     assert request["status"] == "error"
     assert request["error"] == "upstream timed out"
@@ -97,7 +91,7 @@ def test_vllm_shaped_protobuf_gives_one_request_row_per_trace(collector: Collect
     assert response.headers["content-type"] == "application/x-protobuf"
     assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
     assert collector.count() == 10
-    found = {r["trace_id"]: r for r in rows(collector, "SELECT * FROM llm_requests")}
+    found = {r["trace_id"]: r for r in rows(collector.db, "SELECT * FROM llm_requests")}
     assert len(found) == 5
     for req in reqs:
         row = found[req.trace_id.hex()]
@@ -131,7 +125,7 @@ def test_vllm_engine_span_alone_is_a_request(collector: Collector) -> None:
         ).status_code
         == 200
     )
-    (row,) = rows(collector, "SELECT * FROM llm_requests")
+    (row,) = rows(collector.db, "SELECT * FROM llm_requests")
     assert row["span_id"] == req.engine_span_id.hex()
     assert row["engine_span_id"] is None
     assert row["provider"] == "vllm"
@@ -148,7 +142,7 @@ def test_vllm_shaped_json_is_stored_like_protobuf(collector: Collector) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {}
-    found = rows(collector, "SELECT trace_id, status, error, error_type FROM llm_requests")
+    found = rows(collector.db, "SELECT trace_id, status, error, error_type FROM llm_requests")
     assert {r["trace_id"] for r in found} == {r.trace_id.hex() for r in reqs}
     assert {(r["status"], r["error"], r["error_type"]) for r in found} == {
         ("error", "upstream returned 500", "500")
@@ -206,7 +200,7 @@ def test_hand_written_json_with_enum_numbers_and_string_int64(collector: Collect
     response = collector.http.post("/v1/traces", json=document)
     assert response.status_code == 200, response.text
 
-    (span,) = rows(collector, "SELECT * FROM spans")
+    (span,) = rows(collector.db, "SELECT * FROM spans")
     assert (span["trace_id"], span["span_id"], span["kind"]) == (trace_id, span_id, "SERVER")
     assert span["status_code"] == "OK"
     assert (span["input_tokens"], span["output_tokens"]) == (40, 11)
@@ -280,14 +274,14 @@ def test_openinference_llm_span_is_lifted(collector: Collector) -> None:
     )
     assert collector.http.post("/v1/traces", json=document).status_code == 200
 
-    (row,) = rows(collector, "SELECT * FROM llm_requests")
+    (row,) = rows(collector.db, "SELECT * FROM llm_requests")
     assert row["span_id"] == "b7ad6b7169203331"
     assert (row["model"], row["provider"], row["operation"]) == ("gpt-4o-mini", "openai", "chat")
     assert (row["input_tokens"], row["output_tokens"]) == (30, 7)
     assert row["prompt"] == "system: Answer briefly.\nuser: Capital of France?"
     assert row["completion"] == "Paris."
     assert row["e2e_ms"] == pytest.approx(2000)
-    chain = rows(collector, "SELECT is_llm FROM spans WHERE span_id = '00f067aa0ba902b7'")
+    chain = rows(collector.db, "SELECT is_llm FROM spans WHERE span_id = '00f067aa0ba902b7'")
     assert chain == [{"is_llm": False}]
 
 
@@ -319,7 +313,7 @@ def test_genai_semconv_messages_are_lifted_as_text(collector: Collector) -> None
     )
     assert collector.http.post("/v1/traces", json=document).status_code == 200
 
-    (row,) = rows(collector, "SELECT * FROM llm_requests")
+    (row,) = rows(collector.db, "SELECT * FROM llm_requests")
     assert row["provider"] == "openai"
     assert row["prompt"] == "system: Be terse.\nuser: 2+2?"
     assert row["completion"] == "4"
@@ -344,7 +338,9 @@ def test_agent_span_is_not_a_request_and_does_not_hide_its_calls(collector: Coll
         "parentSpanId": "4" * 16,
     }
     assert collector.http.post("/v1/traces", json=_json_doc("a", [agent, call])).status_code == 200
-    assert [r["span_id"] for r in rows(collector, "SELECT span_id FROM llm_requests")] == ["5" * 16]
+    assert [r["span_id"] for r in rows(collector.db, "SELECT span_id FROM llm_requests")] == [
+        "5" * 16
+    ]
 
 
 def test_resent_batch_changes_no_row_count(collector: Collector) -> None:
@@ -368,7 +364,7 @@ def test_spans_arriving_in_separate_batches_join_into_one_request(collector: Col
             "/v1/traces", content=body.SerializeToString(), headers=PROTOBUF
         )
         assert response.status_code == 200
-    (row,) = rows(collector, "SELECT span_id, engine_span_id FROM llm_requests")
+    (row,) = rows(collector.db, "SELECT span_id, engine_span_id FROM llm_requests")
     assert row == {"span_id": req.gateway_span_id.hex(), "engine_span_id": req.engine_span_id.hex()}
 
 
@@ -388,7 +384,7 @@ def test_nul_characters_do_not_sink_the_batch(collector: Collector) -> None:
         ],
     )
     assert collector.http.post("/v1/traces", json=document).status_code == 200
-    (span,) = rows(collector, "SELECT * FROM spans")
+    (span,) = rows(collector.db, "SELECT * FROM spans")
     assert span["model"] == "m\ufffdodel"
     assert span["attributes"]["k\ufffdey"] == "v\ufffdal"
     assert span["completion"] == "a\ufffdb"

@@ -53,14 +53,6 @@ def test_a_bad_prices_file_says_where(tmp_path: Path, content: str, message: str
         load_prices(tmp_path / "missing.yaml")
 
 
-def post(collector: Collector, requests: list[synthetic.Request]) -> None:
-    body = synthetic.export_request(requests).SerializeToString()
-    answer = collector.http.post(
-        "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
-    )
-    assert answer.status_code == 200
-
-
 def request(seed: int, model: str, at: datetime, tokens_in: int, tokens_out: int) -> Any:
     (req,) = synthetic.random_requests(1, seed=seed, start_ns=int(at.timestamp() * 1e9))
     return dataclasses.replace(
@@ -87,7 +79,7 @@ def test_request_costs_by_tokens_and_by_gpu_hours(collector: Collector) -> None:
     own = request(2, "self-hosted", HOUR_A + 5 * MINUTE, 300, 700)
     own_b1 = request(3, "self-hosted", HOUR_B + MINUTE, 600, 400)
     own_b2 = request(4, "self-hosted", HOUR_B + 2 * MINUTE, 1000, 2000)
-    post(collector, [tiny, own, own_b1, own_b2])
+    collector.store([tiny, own, own_b1, own_b2])
 
     gpu = (
         "INSERT INTO gpu_samples (time, host, gpu_index, interval_s, name)"
@@ -134,6 +126,6 @@ def test_request_costs_by_tokens_and_by_gpu_hours(collector: Collector) -> None:
 
 
 def test_a_request_with_no_price_and_no_gpu_has_no_cost(collector: Collector) -> None:
-    post(collector, [request(5, "unpriced", HOUR_A, 10, 10)])
+    collector.store([request(5, "unpriced", HOUR_A, 10, 10)])
     (row,) = execute(collector, "SELECT cost_basis, cost_usd FROM llm_request_costs")
     assert row == {"cost_basis": None, "cost_usd": None}

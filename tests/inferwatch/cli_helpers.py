@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+from inferwatch.process import healthy
 
 
 def cli_env(home: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -54,11 +54,8 @@ def start_collector(env: dict[str, str], port: int, *args: str) -> subprocess.Po
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"collector exited {proc.returncode}: {proc.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
+        if healthy(f"http://127.0.0.1:{port}/readyz"):
+            return proc
         time.sleep(0.1)
     proc.kill()
     raise TimeoutError("collector did not become ready")

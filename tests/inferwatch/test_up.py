@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from inferwatch.process import healthy
 from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch
 from tests.serving.stand_in import stand_in_vllm
 
@@ -44,13 +45,6 @@ class Output:
             assert self._proc.poll() is None or needle in self.text, self.text
             assert time.monotonic() < deadline, f"no {needle!r} in:\n{self.text}"
             time.sleep(0.1)
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def up_env(home: Path, model: Path, gateway_port: int, **extra: str) -> dict[str, str]:
@@ -101,7 +95,8 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
     try:
         out.wait_for("InferWatch is up")
         assert "schema at revision" in out.text and "CPU" in out.text
-        assert ready(f"{collector}/readyz") and ready(f"http://127.0.0.1:{gateway_port}/readyz")
+        assert healthy(f"{collector}/readyz")
+        assert healthy(f"http://127.0.0.1:{gateway_port}/readyz")
         engines = httpx.get(f"{collector}/v1/engines").json()
         assert [e["url"] for e in engines] == [env["INFERWATCH_SERVING__UPSTREAM_URL"]]
         assert "stand-in vLLM serving" in out.text  # every service's output, one stream
@@ -114,7 +109,7 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
         out.wait_for("restarting collector in 1 s")
         out.wait_for("restarting collector (restart 1)")
         deadline = time.monotonic() + 60
-        while not ready(f"{collector}/readyz"):
+        while not healthy(f"{collector}/readyz"):
             assert time.monotonic() < deadline, out.text
             time.sleep(0.2)
         processes += psutil.Process(up.pid).children(recursive=True)

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
+from inferwatch.process import healthy
 from inferwatch.store.database import Database
 from serving.redact import Redactor
 from tests.e2e import E2E
@@ -82,11 +82,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None
             pytest.fail(
                 f"inferwatch serve exited {proc.returncode}:\n{log_path.read_text()[-4000:]}"
             )
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+        if healthy(url):
+            return
         time.sleep(1)
     pytest.fail(f"inferwatch serve not ready:\n{log_path.read_text()[-4000:]}")
 

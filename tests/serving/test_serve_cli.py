@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from inferwatch.process import healthy
 from tests.inferwatch.cli_helpers import cli_env, free_port
 from tests.servers import ServerThread
 from tests.serving.stand_in import stand_in_vllm
@@ -68,11 +69,8 @@ def serve_until_vllm_dies(tmp_path: Path, collector: str, registered: list[dict[
         deadline = time.monotonic() + 60
         while True:
             assert serve.poll() is None, serve.stdout.read()  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"http://127.0.0.1:{gateway_port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+            if healthy(f"http://127.0.0.1:{gateway_port}/readyz"):
+                break
             assert time.monotonic() < deadline, "gateway never became ready"
             time.sleep(0.2)
         models = httpx.get(f"http://127.0.0.1:{gateway_port}/v1/models").json()
