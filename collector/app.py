@@ -29,7 +29,6 @@ from collector.feedback import feedback_router
 from collector.gpu import GpuPoller, Nvml, real_nvml
 from collector.grpc_receiver import GrpcReceiver
 from collector.ingest import store
-from collector.leader import Leadership
 from collector.metrics import CollectorMetrics
 from collector.prices import load_prices, store_prices
 from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
@@ -42,6 +41,7 @@ from inferwatch.http_body import (
     check_encoding,
     read_limited,
 )
+from inferwatch.leader import Leadership
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
 from inferwatch.store.migrate import SchemaError, async_schema_problem

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from collector.leader import LeaderPoller, Leadership
 from collector.metrics import CollectorMetrics
+from inferwatch.leader import LeaderPoller, Leadership
 from inferwatch.store.database import Database
 from inferwatch.store.models import Engine, EngineSample
 

@@ -15,7 +15,6 @@ field and why).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import time
@@ -28,12 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 
+from inferwatch import signing
 from inferwatch.http_body import BodyTooLarge, MalformedBody, check_declared_length, read_limited
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
 from inferwatch.store.models import Feedback
 
-SIGNATURE_HEADER = "x-inferwatch-signature"
+SIGNATURE_HEADER = signing.HEADER
 MAX_SIGNATURE_AGE_S = 300
 THUMBS = {"+1": 1.0, "-1": -1.0, "up": 1.0, "down": -1.0}
 MAX_TEXT = 200  # characters of a label, user id or idempotency key
@@ -122,9 +122,7 @@ def check_signature(
         raise FeedbackRejected(401, message) from None
     if abs(now - signed_at) > max_age_s:
         raise FeedbackRejected(401, f"signature timestamp is more than {max_age_s:g} s off")
-    expected = hmac.new(
-        secret.encode(), f"{signed_at}.".encode() + body, hashlib.sha256
-    ).hexdigest()
+    expected = signing.digest(secret, signed_at, body)
     if not any(hmac.compare_digest(expected, given) for given in signatures):
         raise FeedbackRejected(401, "signature does not match the body")
 

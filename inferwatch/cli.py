@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -15,8 +12,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from alerting.cli import app as alerts_app
+from inferwatch.commands import command_database as _command_database
+from inferwatch.commands import err
+from inferwatch.commands import fail as _fail
+from inferwatch.commands import setup as _setup
 from inferwatch.settings import Settings
-from inferwatch.store.database import Database, libpq_url
+from inferwatch.store.database import libpq_url
 
 app = typer.Typer(
     help="InferWatch: self-hosted observability for LLM inference.",
@@ -25,36 +27,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The InferWatch database: schema and location.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-# Messages are printed as written: no markup parsing ("[cpu]" stays), no hard wrapping.
-err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
-
-
-def _setup(settings: Settings, *, sigterm_exit_code: int = 143) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # SIGTERM ends the process through normal exit, so the embedded server is released.
-    # Servers exit 0: for them SIGTERM is the normal way to stop (uvicorn drains first,
-    # then re-raises the signal).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(sigterm_exit_code))
-
-
-@contextmanager
-def _command_database(*, sigterm_exit_code: int = 143) -> Iterator[tuple[Settings, Database]]:
-    """Settings, logging and the database for one command; the database is closed after."""
-    settings = Settings()
-    _setup(settings, sigterm_exit_code=sigterm_exit_code)
-    db = Database.from_settings(settings.database_url, settings.home)
-    try:
-        yield settings, db
-    finally:
-        db.close()
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(Text("error: ", style="red") + Text(message))
-    return typer.Exit(code)
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.command()
@@ -249,11 +222,13 @@ def up(
         str | None,
         typer.Option(help="Monitor this running vLLM (its /metrics) instead of starting one."),
     ] = None,
+    alerts: Annotated[bool, typer.Option(help="Run the alert engine.")] = True,
     detach: Annotated[
         bool, typer.Option(help="Run in the background; `inferwatch down` stops it.")
     ] = False,
 ) -> None:
-    """Start everything, supervised: database, migrations, collector, model, vLLM + gateway.
+    """Start everything, supervised: database, migrations, collector, model, vLLM + gateway,
+    alert engine.
 
     Ctrl-C (or `inferwatch down`) stops it all in reverse order."""
     from inferwatch import up as running
@@ -262,6 +237,7 @@ def up(
         settings = Settings()
         arguments = [] if serve_model else ["--no-serve"]
         arguments += [] if vllm_url is None else ["--vllm-url", vllm_url]
+        arguments += [] if alerts else ["--no-alerts"]
         try:
             run_file = running.detach(settings, arguments)
         except running.UpError as exc:
@@ -271,7 +247,7 @@ def up(
         return
     with _command_database(sigterm_exit_code=0) as (settings, db):
         try:
-            running.run(settings, db, serve_model=serve_model, vllm_url=vllm_url)
+            running.run(settings, db, serve_model=serve_model, vllm_url=vllm_url, alerts=alerts)
         except running.UpError as exc:
             raise _fail(str(exc), exc.code) from None
 

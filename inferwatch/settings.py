@@ -79,6 +79,21 @@ class ServingSettings(BaseModel):
     upstream_timeout_s: float = Field(default=300.0, gt=0)
 
 
+class AlertingSettings(BaseModel):
+    """The alert engine (``INFERWATCH_ALERTING__*``); rules and receivers live in YAML files."""
+
+    host: str = "127.0.0.1"
+    # Serves /metrics (alert states, rule values), /healthz and /readyz.
+    port: int = 9097
+    interval_s: float = Field(default=15.0, gt=0)
+    # Your rule/receiver files, read after the shipped pack (same-named rules replace it).
+    files: list[Path] = []
+    default_rules: bool = True
+    query_timeout_s: float = Field(default=10.0, gt=0)
+    # Linked from notifications.
+    dashboard_url: str = "http://127.0.0.1:8501"
+
+
 class Settings(BaseSettings):
     """Everything an InferWatch process is configured with."""
 
@@ -99,3 +114,4 @@ class Settings(BaseSettings):
     model: str | None = None
     collector: CollectorSettings = CollectorSettings()
     serving: ServingSettings = ServingSettings()
+    alerting: AlertingSettings = AlertingSettings()

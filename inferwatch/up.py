@@ -78,10 +78,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run(settings: Settings, db: Database, *, serve_model: bool, vllm_url: str | None) -> None:
+def run(
+    settings: Settings,
+    db: Database,
+    *,
+    serve_model: bool,
+    vllm_url: str | None,
+    alerts: bool = True,
+) -> None:
     """Runs everything until SIGINT/SIGTERM; ``UpError`` if a service cannot start."""
     from sqlalchemy.engine import make_url
 
+    from alerting.rules import ConfigError, load_config
     from collector.gpu import describe_gpus
     from collector.prices import PriceError, load_prices
     from inferwatch.store import migrate
@@ -105,6 +113,12 @@ def run(settings: Settings, db: Database, *, serve_model: bool, vllm_url: str | 
         load_prices(cfg_c.prices_file)
     except PriceError as exc:
         raise UpError(str(exc), 2) from None
+    cfg_a = settings.alerting
+    if alerts:
+        try:  # refuse bad rule files before starting anything
+            load_config(cfg_a.files, defaults=cfg_a.default_rules)
+        except ConfigError as exc:
+            raise UpError(str(exc), 2) from None
     collector_url = f"http://{cfg_c.host}:{cfg_c.port}"
     env = {
         **os.environ,
@@ -129,6 +143,10 @@ def run(settings: Settings, db: Database, *, serve_model: bool, vllm_url: str | 
         ready_s = cfg_s.vllm_start_timeout_s + 60
         services.append(Service("serve", [*me, "serve"], f"{gateway_url}/readyz", ready_s, 60.0))
         urls["gateway"] = gateway_url
+    alerts_url = f"http://{cfg_a.host}:{cfg_a.port}"
+    if alerts:
+        services.append(Service("alerts", [*me, "alerts"], f"{alerts_url}/readyz"))
+        urls["alerts"] = alerts_url
     supervisor = Supervisor(services, env, out)
     last_said = [0.0]
 
@@ -149,6 +167,8 @@ def run(settings: Settings, db: Database, *, serve_model: bool, vllm_url: str | 
             table.add_row("model", model or "")
         if vllm_url is not None:
             table.add_row("vLLM", f"{vllm_url}  (scraped)")
+        if alerts:
+            table.add_row("alerts", f"{alerts_url}/v1/alerts  (and /metrics)")
         table.add_row("device", describe_gpus())
         table.add_row("database", database)
         table.add_row("stop", "Ctrl-C, or `inferwatch down`")

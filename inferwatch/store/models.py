@@ -22,10 +22,11 @@ from sqlalchemy import (
     Integer,
     PrimaryKeyConstraint,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -228,3 +229,127 @@ class GpuPrice(Base):
 
     gpu: Mapped[str] = mapped_column(Text, primary_key=True)
     usd_per_hour: Mapped[float] = mapped_column(Float)
+
+
+class Evaluation(Base):
+    """One evaluator's score of one request: 0 = fine, 1 = certainly a problem."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 1", name="ck_evaluations_score"),
+        UniqueConstraint(
+            "trace_id", "span_id", "evaluator", "evaluator_version", name="uq_evaluations_request"
+        ),
+        Index("ix_evaluations_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(Text(collation="C"))
+    span_id: Mapped[str] = mapped_column(Text(collation="C"))
+    evaluator: Mapped[str] = mapped_column(Text)
+    evaluator_version: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(Text)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    explanation: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AlertState(Base):
+    """A rule instance (rule + label set) that is pending, firing or recently resolved."""
+
+    __tablename__ = "alert_states"
+    __table_args__ = (
+        PrimaryKeyConstraint("rule", "fingerprint", name="pk_alert_states"),
+        CheckConstraint("state IN ('inactive', 'pending', 'firing')", name="ck_alert_states_state"),
+    )
+
+    rule: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONB)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float)
+    active_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_true_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlertEvent(Base):
+    """One transition of a rule instance (inactive → pending → firing → inactive)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rule: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONB)
+    from_state: Mapped[str] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class AlertGroup(Base):
+    """A receiver's aggregation group and what it last told it (Alertmanager's nflog)."""
+
+    __tablename__ = "alert_groups"
+    __table_args__ = (PrimaryKeyConstraint("receiver", "group_key", name="pk_alert_groups"),)
+
+    receiver: Mapped[str] = mapped_column(Text)
+    group_key: Mapped[str] = mapped_column(Text)
+    group_labels: Mapped[dict[str, str]] = mapped_column(JSONB)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_flush_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_firing: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    notified_resolved: Mapped[list[str]] = mapped_column(ARRAY(Text))
+
+
+class AlertDelivery(Base):
+    """A notification to send (the outbox), then the record of how it went."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('firing', 'resolved')", name="ck_alert_deliveries_status"),
+        CheckConstraint(
+            "state IN ('pending', 'delivered', 'failed')", name="ck_alert_deliveries_state"
+        ),
+        Index(
+            "ix_alert_deliveries_pending",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    receiver: Mapped[str] = mapped_column(Text)
+    group_key: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AlertSilence(Base):
+    """Notifications for alerts matching every matcher are held back between the two times."""
+
+    __tablename__ = "alert_silences"
+    __table_args__ = (CheckConstraint("ends_at > starts_at", name="ck_alert_silences_window"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    matchers: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from collector.engines import parse_engine_metrics
-from collector.leader import Leadership
+from inferwatch.leader import Leadership
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
 from tests.collector.conftest import Collector, rows, run_collector, wait_for

@@ -10,8 +10,21 @@ from inferwatch.store import migrate
 from inferwatch.store.database import Database
 from inferwatch.store.models import Base
 
-TELEMETRY_TABLES = {"engines", "engine_samples", "gpu_samples", "gpu_processes", "feedback"}
-TELEMETRY_VIEWS = {"engine_rates", "llm_request_gpu", "llm_request_feedback", "llm_request_costs"}
+# What each revision adds, newest first (each downgrade step removes the first entry).
+REVISIONS: list[tuple[str, set[str], set[str]]] = [
+    (
+        "0004",
+        {"alert_states", "alert_events", "alert_groups", "alert_deliveries", "alert_silences"},
+        set(),
+    ),
+    ("0003", {"evaluations"}, {"llm_request_evaluations"}),
+    (
+        "0002",
+        {"engines", "engine_samples", "gpu_samples", "gpu_processes", "feedback"},
+        {"engine_rates", "llm_request_gpu", "llm_request_feedback", "llm_request_costs"},
+    ),
+    ("0001", {"spans"}, {"llm_requests"}),
+]
 
 
 def test_upgrade_from_empty_then_downgrade_step_by_step_then_upgrade_again(
@@ -22,21 +35,25 @@ def test_upgrade_from_empty_then_downgrade_step_by_step_then_upgrade_again(
         with db.engine.connect() as conn:
             assert migrate.current_revision(conn) is None
         migrate.upgrade(db.engine)
+        assert migrate.head_revision() == REVISIONS[0][0]
         insp = inspect(db.engine)
-        assert {"spans", *TELEMETRY_TABLES} <= set(insp.get_table_names())
-        assert {"llm_requests", *TELEMETRY_VIEWS} <= set(insp.get_view_names())
+        for _, tables, views in REVISIONS:
+            assert tables <= set(insp.get_table_names())
+            assert views <= set(insp.get_view_names())
         assert migrate.require_current_schema(db.engine) == migrate.head_revision()
 
-        migrate.downgrade(db.engine, "-1")
-        insp = inspect(db.engine)
-        assert not TELEMETRY_TABLES & set(insp.get_table_names())
-        assert not TELEMETRY_VIEWS & set(insp.get_view_names())
-        assert "spans" in insp.get_table_names()
-
-        migrate.downgrade(db.engine, "-1")
-        insp = inspect(db.engine)
-        assert "spans" not in insp.get_table_names()
-        assert "llm_requests" not in insp.get_view_names()
+        for i, (revision, tables, views) in enumerate(REVISIONS):
+            with db.engine.connect() as conn:
+                assert migrate.current_revision(conn) == revision
+            migrate.downgrade(db.engine, "-1")
+            insp = inspect(db.engine)
+            assert not tables & set(insp.get_table_names()), revision
+            assert not views & set(insp.get_view_names()), revision
+            for _, older_tables, older_views in REVISIONS[i + 1 :]:
+                assert older_tables <= set(insp.get_table_names())
+                assert older_views <= set(insp.get_view_names())
+        with db.engine.connect() as conn:
+            assert migrate.current_revision(conn) is None
 
         migrate.upgrade(db.engine)
         assert migrate.require_current_schema(db.engine) == migrate.head_revision()

@@ -56,6 +56,7 @@ def up_env(home: Path, model: Path, gateway_port: int, **extra: str) -> dict[str
         INFERWATCH_COLLECTOR__PORT=str(free_port()),
         INFERWATCH_SERVING__PORT=str(gateway_port),
         INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{free_port()}",
+        INFERWATCH_ALERTING__PORT=str(free_port()),
         **extra,
     )
 
@@ -97,6 +98,16 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
         assert "schema at revision" in out.text and "CPU" in out.text
         assert healthy(f"{collector}/readyz")
         assert healthy(f"http://127.0.0.1:{gateway_port}/readyz")
+        alerts = f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}"
+        assert healthy(f"{alerts}/readyz")
+        assert httpx.get(f"{alerts}/readyz").json()["rules"] == 14  # the default pack
+        # Every shipped rule is evaluated against the live database, none fails.
+        evaluated = 'inferwatch_alerting_rule_evaluations_total{result="ok",rule="CostOverBudget"}'
+        deadline = time.monotonic() + 60
+        while evaluated not in (exposed := httpx.get(f"{alerts}/metrics").text):
+            assert time.monotonic() < deadline, exposed
+            time.sleep(0.2)
+        assert 'result="error"' not in exposed
         engines = httpx.get(f"{collector}/v1/engines").json()
         assert [e["url"] for e in engines] == [env["INFERWATCH_SERVING__UPSTREAM_URL"]]
         assert "stand-in vLLM serving" in out.text  # every service's output, one stream

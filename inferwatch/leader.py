@@ -1,10 +1,11 @@
-"""One poller per database: the collector process holding a Postgres advisory lock leads.
+"""One leader per database among replicas: the process holding a Postgres advisory lock leads.
 
-Scraping engines and polling GPUs must happen once, however many collector
-workers run. Each worker's ``Leadership`` keeps one connection and tries to
-take a session-level advisory lock on it; the one that has it leads until its
-connection ends (a crashed worker's lock goes with its connection), and the
-others take over on their next try.
+Some work must happen once however many replicas run: the collector's engine
+scraper and GPU poller, the alert engine's evaluation and notifications. Each
+replica's ``Leadership`` keeps one connection and tries to take a session-level
+advisory lock (one key per kind of work) on it; the one that has it leads until
+its connection ends (a crashed replica's lock goes with its connection), and
+the others take over on their next try.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from inferwatch.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = 0x1F_E4_3A_7C_11_0D_5B_01  # "the collector's pollers", any fixed int64
+# Advisory lock keys: any fixed int64 per kind of work.
+COLLECTOR_POLLERS = 0x1F_E4_3A_7C_11_0D_5B_01
+ALERT_ENGINE = 0x1F_E4_3A_7C_11_0D_5B_02
+# Held for each alert evaluation's write transaction (not a leadership lock).
+ALERT_WRITES = 0x1F_E4_3A_7C_11_0D_5B_03
 RETRY_S = 5.0
 
 
@@ -32,10 +37,14 @@ class Leadership(Daemon):
         self,
         connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
         *,
+        lock_key: int = COLLECTOR_POLLERS,
+        role: str = "the engine scraper and GPU poller",
         retry_s: float = RETRY_S,
     ) -> None:
         super().__init__()
         self._connect = connect
+        self.lock_key = lock_key
+        self.role = role
         self.retry_s = retry_s
         self.leading = False
 
@@ -50,14 +59,16 @@ class Leadership(Daemon):
                     if self.leading:
                         await conn.execute("SELECT 1")  # still connected: still holding it
                     else:
-                        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                        cursor = await conn.execute(
+                            "SELECT pg_try_advisory_lock(%s)", (self.lock_key,)
+                        )
                         row = await cursor.fetchone()
                         self.leading = bool(row and row[0])
                         if self.leading:
-                            log.info("this collector now runs the engine scraper and GPU poller")
+                            log.info("this process now runs %s", self.role)
                 except psycopg.Error as exc:
                     if self.leading:
-                        log.warning("lost the pollers' lock with the database: %s", exc)
+                        log.warning("lost the lock for %s with the database: %s", self.role, exc)
                     self.leading = False
                     if conn is not None:
                         await conn.close()
@@ -66,11 +77,11 @@ class Leadership(Daemon):
         finally:
             self.leading = False
             if conn is not None:
-                await conn.close()  # ends the session: the lock goes to another worker
+                await conn.close()  # ends the session: the lock goes to another replica
 
 
 class LeaderPoller(Daemon):
-    """Runs ``round()`` every ``interval_s`` while this collector leads.
+    """Runs ``round()`` every ``interval_s`` while this process leads.
 
     A round that fails (the database away, say) is logged and the next one
     comes as usual; ``close()`` releases what the rounds held."""

@@ -1,0 +1,123 @@
+"""The alert engine process: evaluation and delivery daemons in a FastAPI app's lifespan.
+
+Besides running the engine it serves ``/metrics`` (the engine's counters,
+``inferwatch_alerts`` and each rule's value), ``/healthz``, ``/readyz`` (the
+database answers and the schema is current) and ``GET /v1/alerts`` (the
+current pending, firing and recently resolved alerts as JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+
+from alerting.deliver import Deliverer
+from alerting.engine import AlertEngine, utc_now
+from alerting.metrics import AlertMetrics
+from alerting.notify import Notifier, notifier_for
+from alerting.rules import AlertConfig
+from inferwatch.leader import ALERT_ENGINE, Leadership
+from inferwatch.settings import AlertingSettings
+from inferwatch.store.database import Database
+from inferwatch.store.migrate import SchemaError, async_schema_problem
+
+
+def create_app(
+    settings: AlertingSettings,
+    config: AlertConfig,
+    db: Database,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    notifiers: Mapping[str, Notifier] | None = None,
+    owns_database: bool = False,
+) -> FastAPI:
+    """``notifiers`` replaces the channels built from ``config`` (tests pass recorders)."""
+    metrics = AlertMetrics(registry if registry is not None else CollectorRegistry())
+    leadership = Leadership(db.connect_raw, lock_key=ALERT_ENGINE, role="alert evaluation")
+    engine = AlertEngine(
+        db,
+        config,
+        metrics,
+        leadership,
+        interval_s=settings.interval_s,
+        query_timeout_s=settings.query_timeout_s,
+        external_url=settings.dashboard_url,
+        clock=clock,
+    )
+    metrics.expose(lambda: engine.instances, lambda: engine.values)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        problem = await async_schema_problem(db.async_engine)
+        if problem is not None:
+            raise SchemaError(problem)
+        async with aiohttp.ClientSession() as session:
+            channels = (
+                dict(notifiers)
+                if notifiers is not None
+                else {
+                    name: notifier_for(receiver, session, settings.dashboard_url)
+                    for name, receiver in config.receivers.items()
+                }
+            )
+            deliverer = Deliverer(db, channels, metrics, leadership, clock=clock)
+            daemons = [leadership, engine, deliverer]
+            for daemon in daemons:
+                await daemon.start()
+            try:
+                yield
+            finally:
+                for daemon in reversed(daemons):
+                    await daemon.stop()
+                if owns_database:
+                    await db.aclose()
+
+    app = FastAPI(title="InferWatch alert engine", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.leadership = leadership
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            async with db.async_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        role = "leader" if leadership.leading else "standby"
+        return JSONResponse({"status": "ready", "role": role, "rules": len(config.rules)})
+
+    @app.get("/v1/alerts")
+    async def alerts() -> list[dict[str, Any]]:
+        return [
+            {
+                "rule": i.rule,
+                "state": i.state.value,
+                "labels": i.labels,
+                "annotations": i.annotations,
+                "value": i.value,
+                "active_since": i.active_since,
+                "fired_at": i.fired_at,
+                "resolved_at": i.resolved_at,
+            }
+            for i in engine.instances
+        ]
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
