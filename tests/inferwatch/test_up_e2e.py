@@ -1,23 +1,46 @@
 """The README's first command, with the real model: `inferwatch up` on a fresh home serves
-SmolLM2 on vLLM CPU, a request through the gateway lands in SQL, and Ctrl-C stops it all.
+SmolLM2 on vLLM CPU, a request through the gateway lands in SQL, a tight alert rule
+notifies a webhook, and Ctrl-C stops it all.
 
 Marked e2e (needs `scripts/install-cpu.sh`); the prepared model is reused from
 ``INFERWATCH_E2E_HOME`` to save its preparation, the database is new."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
+from tests.alerting.test_app import recorder
+from tests.collector.conftest import wait_for
 from tests.e2e import E2E
 from tests.inferwatch.cli_helpers import free_port, inferwatch
 from tests.inferwatch.test_up import assert_all_stopped, start_up, up_env
+from tests.servers import ServerThread
 
 pytestmark = E2E
+
+TIGHT_RULE = """
+rules:
+  - name: Served
+    metric: requests
+    aggregation: count
+    window: 10m
+    comparison: ">="
+    threshold: 1
+    group_by: [model]
+receivers:
+  - name: hook
+    webhook: {url: "URL"}
+route:
+  receiver: hook
+  group_wait: 0s
+"""
 
 
 def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
@@ -29,12 +52,19 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
     model = prepare_default_model(models_home)
     home = tmp_path / "home"
     gateway_port = free_port()
+    hook_app, notified = recorder()
+    hook = ServerThread(hook_app)  # a webhook receiver for the alert engine
+    hook_url = hook.__enter__()
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(TIGHT_RULE.replace("URL", f"{hook_url}/hook"))
     env = up_env(
         home,
         model,
         gateway_port,
         INFERWATCH_SERVING__SERVED_MODEL_NAME="smol",
         INFERWATCH_SERVING__VLLM_MAX_MODEL_LEN="1024",
+        INFERWATCH_ALERTING__FILES=json.dumps([str(rules)]),
+        INFERWATCH_ALERTING__INTERVAL_S="1",
     )
     up, out = start_up(env)
     try:
@@ -52,10 +82,19 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         while inferwatch("sql", query, "-f", "csv", env=env).stdout.split() != ["count", "1"]:
             assert time.monotonic() < deadline, out.text[-4000:]
             time.sleep(1)
+        # The tight rule fires on that request and its notification arrives;
+        # every shipped rule was evaluated against the live database without error.
+        wait_for(lambda: notified, timeout=60)
+        assert notified[0]["status"] == "firing"
+        assert notified[0]["alerts"][0]["labels"]["model"] == "smol"
+        metrics = httpx.get(f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}/metrics").text
+        assert 'rule_evaluations_total{result="ok",rule="TTFTHigh"}' in metrics
+        assert 'result="error"' not in metrics
         processes = psutil.Process(up.pid).children(recursive=True)
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=180) == 0, out.text[-4000:]
     finally:
         if up.poll() is None:
             up.kill()
+        hook.__exit__(None, None, None)
     assert_all_stopped(processes, home)
