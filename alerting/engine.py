@@ -29,7 +29,14 @@ from alerting.dispatch import Group, Silence, plan
 from alerting.metrics import AlertMetrics
 from alerting.query import Sample, measure
 from alerting.rules import AlertConfig, Matcher, Rule
-from alerting.state import COMPARE, Instance, Phase, Transition, evaluate
+from alerting.state import (
+    COMPARE,
+    RESOLVED_RETENTION,
+    Instance,
+    Phase,
+    Transition,
+    evaluate,
+)
 from inferwatch.daemon import Daemon
 from inferwatch.leader import ALERT_WRITES, Leadership
 from inferwatch.store.database import Database
@@ -223,10 +230,12 @@ class AlertEngine(Daemon):
 
 
 def _retire(instances: Any, now: datetime) -> tuple[list[Instance], list[Transition]]:
+    """A removed rule's alerts resolve, and go once their resolution could be notified."""
     after, made = [], []
     for i in instances:
         if i.state is Phase.INACTIVE:
-            after.append(i)
+            if i.resolved_at is not None and now - i.resolved_at < RESOLVED_RETENTION:
+                after.append(i)
             continue
         after.append(
             Instance(
@@ -250,15 +259,8 @@ async def _write_rule(
         await s.execute(
             delete(AlertState).where(AlertState.rule == rule, AlertState.fingerprint.in_(gone))
         )
-    if after:
-        rows = [{**asdict(i), "state": i.state.value} for i in after]
-        stmt = insert(AlertState).values(rows)
-        await s.execute(
-            stmt.on_conflict_do_update(
-                constraint="pk_alert_states",
-                set_={c: stmt.excluded[c] for c in rows[0] if c not in ("rule", "fingerprint")},
-            )
-        )
+    rows = [{**asdict(i), "state": i.state.value} for i in after]
+    await _upsert(s, AlertState, rows, "pk_alert_states", ("rule", "fingerprint"))
     if transitions:
         await s.execute(
             insert(AlertEvent).values(
@@ -291,27 +293,20 @@ async def _write_plan(
                 AlertGroup.receiver == g.receiver, AlertGroup.group_key == g.key
             )
         )
-    if groups:
-        rows = [
-            {
-                "receiver": g.receiver,
-                "group_key": g.key,
-                "group_labels": g.labels,
-                "first_seen_at": g.first_seen_at,
-                "last_flush_at": g.last_flush_at,
-                "last_sent_at": g.last_sent_at,
-                "notified_firing": sorted(g.notified_firing),
-                "notified_resolved": sorted(g.notified_resolved),
-            }
-            for g in groups
-        ]
-        stmt = insert(AlertGroup).values(rows)
-        await s.execute(
-            stmt.on_conflict_do_update(
-                constraint="pk_alert_groups",
-                set_={c: stmt.excluded[c] for c in rows[0] if c not in ("receiver", "group_key")},
-            )
-        )
+    rows = [
+        {
+            "receiver": g.receiver,
+            "group_key": g.key,
+            "group_labels": g.labels,
+            "first_seen_at": g.first_seen_at,
+            "last_flush_at": g.last_flush_at,
+            "last_sent_at": g.last_sent_at,
+            "notified_firing": sorted(g.notified_firing),
+            "notified_resolved": sorted(g.notified_resolved),
+        }
+        for g in groups
+    ]
+    await _upsert(s, AlertGroup, rows, "pk_alert_groups", ("receiver", "group_key"))
     if notifications:
         await s.execute(
             insert(AlertDelivery).values(
@@ -328,3 +323,18 @@ async def _write_plan(
                 ]
             )
         )
+
+
+async def _upsert(
+    s: AsyncSession, model: Any, rows: list[dict[str, Any]], constraint: str, key: tuple[str, ...]
+) -> None:
+    """Insert ``rows``, or update every non-key column of those already there."""
+    if not rows:
+        return
+    stmt = insert(model).values(rows)
+    await s.execute(
+        stmt.on_conflict_do_update(
+            constraint=constraint,
+            set_={c: stmt.excluded[c] for c in rows[0] if c not in key},
+        )
+    )

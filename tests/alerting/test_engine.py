@@ -152,12 +152,16 @@ def test_a_breach_fires_once_and_resolves_once_across_a_restart(
     ]
 
 
-def test_two_engines_at_once_notify_once(db: Database, tmp_path: Path) -> None:
-    cfg = config(tmp_path)
+def breaching_at_once(db: Database, tmp_path: Path) -> AlertConfig:
+    """Half the requests of the last minute fail, and the rule fires without waiting."""
     store_requests(db, requests_at(T0 - timedelta(seconds=59), 30, spacing_s=2, error_every=2))
-    cfg = AlertConfig(
-        [cfg.rules[0].model_copy(update={"for_": timedelta(0)})], cfg.receivers, cfg.route
-    )
+    cfg = config(tmp_path)
+    at_once = cfg.rules[0].model_copy(update={"for_": timedelta(0)})
+    return AlertConfig([at_once], cfg.receivers, cfg.route)
+
+
+def test_two_engines_at_once_notify_once(db: Database, tmp_path: Path) -> None:
+    cfg = breaching_at_once(db, tmp_path)
 
     async def scenario() -> None:
         clock = Clock()
@@ -171,11 +175,7 @@ def test_two_engines_at_once_notify_once(db: Database, tmp_path: Path) -> None:
 
 
 def test_deliveries_retry_with_backoff_and_keep_their_order(db: Database, tmp_path: Path) -> None:
-    cfg = config(tmp_path)
-    store_requests(db, requests_at(T0 - timedelta(seconds=59), 30, spacing_s=2, error_every=2))
-    cfg = AlertConfig(
-        [cfg.rules[0].model_copy(update={"for_": timedelta(0)})], cfg.receivers, cfg.route
-    )
+    cfg = breaching_at_once(db, tmp_path)
 
     async def scenario() -> None:
         clock = Clock()
@@ -335,3 +335,26 @@ def test_rules_with_their_own_interval_are_evaluated_less_often(db: Database) ->
     due = {rule.name for rule in engine.due(T0 + timedelta(seconds=15))}
     assert "TTFTHigh" in due and "CostOverBudget" not in due  # every 5 minutes
     assert "CostOverBudget" in {rule.name for rule in engine.due(T0 + timedelta(minutes=5))}
+
+
+def test_a_removed_rule_resolves_its_alerts_then_forgets_them(db: Database, tmp_path: Path) -> None:
+    cfg = breaching_at_once(db, tmp_path)
+    without = AlertConfig([], cfg.receivers, cfg.route)
+
+    async def scenario() -> None:
+        clock = Clock()
+        await engine_for(db, cfg, clock).tick(T0)
+        engine = engine_for(db, without, clock)
+        made = await engine.tick(T0 + timedelta(seconds=15))
+        assert [(t.rule, t.from_state, t.to_state) for t in made] == [
+            ("ErrorsTight", "firing", "inactive")
+        ]
+        await engine.tick(T0 + timedelta(minutes=1))  # the group's next flush: resolved
+        await engine.tick(T0 + timedelta(minutes=20))  # past the retention: forgotten
+
+    asyncio.run(scenario())
+    assert rows(db, "SELECT status FROM alert_deliveries ORDER BY id") == [
+        {"status": "firing"},
+        {"status": "resolved"},
+    ]
+    assert rows(db, "SELECT count(*) AS n FROM alert_states") == [{"n": 0}]
