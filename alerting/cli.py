@@ -13,7 +13,8 @@ from rich.table import Table
 from inferwatch.commands import command_database, err, fail
 
 app = typer.Typer(
-    help="Alert rules over latency, errors, cost, GPU and quality, with notifications.",
+    help="Alert rules over latency, errors, cost, GPU and quality, with notifications. "
+    "With no command: run the alert engine until interrupted.",
     invoke_without_command=True,
 )
 silence_app = typer.Typer(help="Hold back notifications for matching alerts.", no_args_is_help=True)
