@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from alerting.cli import app as alerts_app
+from evaluators.cli import evaluate, evaluators_app
 from inferwatch.commands import command_database as _command_database
 from inferwatch.commands import err
 from inferwatch.commands import fail as _fail
@@ -28,6 +29,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The InferWatch database: schema and location.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(evaluators_app, name="evaluators")
+app.command()(evaluate)
 
 
 @app.command()
@@ -222,13 +225,14 @@ def up(
         str | None,
         typer.Option(help="Monitor this running vLLM (its /metrics) instead of starting one."),
     ] = None,
+    evaluate: Annotated[bool, typer.Option(help="Run the evaluator worker.")] = True,
     alerts: Annotated[bool, typer.Option(help="Run the alert engine.")] = True,
     detach: Annotated[
         bool, typer.Option(help="Run in the background; `inferwatch down` stops it.")
     ] = False,
 ) -> None:
     """Start everything, supervised: database, migrations, collector, model, vLLM + gateway,
-    alert engine.
+    evaluator worker, alert engine.
 
     Ctrl-C (or `inferwatch down`) stops it all in reverse order."""
     from inferwatch import up as running
@@ -237,6 +241,7 @@ def up(
         settings = Settings()
         arguments = [] if serve_model else ["--no-serve"]
         arguments += [] if vllm_url is None else ["--vllm-url", vllm_url]
+        arguments += [] if evaluate else ["--no-evaluate"]
         arguments += [] if alerts else ["--no-alerts"]
         try:
             run_file = running.detach(settings, arguments)
@@ -247,7 +252,14 @@ def up(
         return
     with _command_database(sigterm_exit_code=0) as (settings, db):
         try:
-            running.run(settings, db, serve_model=serve_model, vllm_url=vllm_url, alerts=alerts)
+            running.run(
+                settings,
+                db,
+                serve_model=serve_model,
+                vllm_url=vllm_url,
+                evaluate=evaluate,
+                alerts=alerts,
+            )
         except running.UpError as exc:
             raise _fail(str(exc), exc.code) from None
 

@@ -27,6 +27,7 @@ COLLECTOR_POLLERS = 0x1F_E4_3A_7C_11_0D_5B_01
 ALERT_ENGINE = 0x1F_E4_3A_7C_11_0D_5B_02
 # Held for each alert evaluation's write transaction (not a leadership lock).
 ALERT_WRITES = 0x1F_E4_3A_7C_11_0D_5B_03
+EVALUATION_SAMPLER = 0x1F_E4_3A_7C_11_0D_5B_04
 RETRY_S = 5.0
 
 

@@ -94,6 +94,27 @@ class AlertingSettings(BaseModel):
     dashboard_url: str = "http://127.0.0.1:8501"
 
 
+class EvaluatorSettings(BaseModel):
+    """The evaluator worker (``INFERWATCH_EVALUATORS__*``)."""
+
+    host: str = "127.0.0.1"
+    # Serves /metrics, /healthz and /readyz.
+    port: int = 9098
+    # Evaluators to run; empty: every one available on this host.
+    enabled: list[str] = []
+    # Share of requests scored by every cheap evaluator (decided by trace id, so
+    # replicas agree). Errors and requests with negative feedback are always scored.
+    base_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    # Per evaluator: a lower rate than base_rate, and a most-per-minute budget.
+    rates: dict[str, float] = {}
+    budgets_per_minute: dict[str, int] = {}
+    poll_s: float = Field(default=2.0, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    # A claimed job is the worker's for this long; then another worker may retry it.
+    lease_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=3, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything an InferWatch process is configured with."""
 
@@ -115,3 +136,4 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     serving: ServingSettings = ServingSettings()
     alerting: AlertingSettings = AlertingSettings()
+    evaluators: EvaluatorSettings = EvaluatorSettings()

@@ -84,6 +84,7 @@ def run(
     *,
     serve_model: bool,
     vllm_url: str | None,
+    evaluate: bool = True,
     alerts: bool = True,
 ) -> None:
     """Runs everything until SIGINT/SIGTERM; ``UpError`` if a service cannot start."""
@@ -119,6 +120,13 @@ def run(
             load_config(cfg_a.files, defaults=cfg_a.default_rules)
         except ConfigError as exc:
             raise UpError(str(exc), 2) from None
+    if evaluate:
+        from evaluators.registry import select
+
+        try:
+            select(settings.evaluators.enabled)
+        except ValueError as exc:
+            raise UpError(str(exc), 2) from None
     collector_url = f"http://{cfg_c.host}:{cfg_c.port}"
     env = {
         **os.environ,
@@ -143,6 +151,11 @@ def run(
         ready_s = cfg_s.vllm_start_timeout_s + 60
         services.append(Service("serve", [*me, "serve"], f"{gateway_url}/readyz", ready_s, 60.0))
         urls["gateway"] = gateway_url
+    if evaluate:
+        cfg_e = settings.evaluators
+        evaluators_url = f"http://{cfg_e.host}:{cfg_e.port}"
+        services.append(Service("evaluate", [*me, "evaluate"], f"{evaluators_url}/readyz"))
+        urls["evaluators"] = evaluators_url
     alerts_url = f"http://{cfg_a.host}:{cfg_a.port}"
     if alerts:
         services.append(Service("alerts", [*me, "alerts"], f"{alerts_url}/readyz"))
@@ -167,6 +180,8 @@ def run(
             table.add_row("model", model or "")
         if vllm_url is not None:
             table.add_row("vLLM", f"{vllm_url}  (scraped)")
+        if evaluate:
+            table.add_row("evaluators", f"{evaluators_url}/readyz  (scores sampled requests)")
         if alerts:
             table.add_row("alerts", f"{alerts_url}/v1/alerts  (and /metrics)")
         table.add_row("device", describe_gpus())

@@ -55,6 +55,7 @@ class Span(Base):
             "start_time",
             postgresql_where=text("is_llm AND status_code = 'ERROR'"),
         ),
+        Index("ix_spans_llm_received_at", "received_at", postgresql_where=text("is_llm")),
     )
 
     trace_id: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
@@ -353,3 +354,42 @@ class AlertSilence(Base):
     created_by: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EvaluationJob(Base):
+    """One request to score with one evaluator: queued, running (leased), done, skipped, parked."""
+
+    __tablename__ = "evaluation_jobs"
+    __table_args__ = (
+        UniqueConstraint("trace_id", "span_id", "evaluator", name="uq_evaluation_jobs_request"),
+        CheckConstraint(
+            "state IN ('queued', 'running', 'done', 'skipped', 'parked')",
+            name="ck_evaluation_jobs_state",
+        ),
+        Index(
+            "ix_evaluation_jobs_open", "id", postgresql_where=text("state IN ('queued', 'running')")
+        ),
+        Index("ix_evaluation_jobs_created_at", "evaluator", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(Text(collation="C"))
+    span_id: Mapped[str] = mapped_column(Text(collation="C"))
+    evaluator: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvaluationCursor(Base):
+    """How far the sampler has read a stream (new requests, new feedback)."""
+
+    __tablename__ = "evaluation_cursors"
+
+    stream: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -31,6 +31,7 @@ SELECT DISTINCT ON (e.trace_id, e.span_id, e.evaluator)
        e.flagged,
        e.explanation,
        e.evidence,
+       e.latency_ms,
        e.created_at
 FROM evaluations AS e
 LEFT JOIN spans AS s ON s.trace_id = e.trace_id AND s.span_id = e.span_id

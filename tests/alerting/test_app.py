@@ -14,8 +14,8 @@ from alerting.app import create_app
 from alerting.rules import load_config
 from inferwatch.settings import AlertingSettings
 from inferwatch.store.database import Database
-from tests.alerting.seed import requests_at, store_requests
 from tests.collector.conftest import wait_for
+from tests.seed import requests_at, store_requests
 from tests.servers import ServerThread
 
 RULES = """

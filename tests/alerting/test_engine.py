@@ -19,8 +19,8 @@ from alerting.query import measure
 from alerting.rules import AlertConfig, WebhookConfig, load_config
 from inferwatch.store.database import Database
 from tests.alerting.receivers import HttpReceiver, http_receiver
-from tests.alerting.seed import requests_at, store_requests, write_requests
 from tests.collector.conftest import rows
+from tests.seed import requests_at, store_requests, write_requests
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 MODEL = "SmolLM2-135M-Instruct"

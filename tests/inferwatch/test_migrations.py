@@ -12,6 +12,7 @@ from inferwatch.store.models import Base
 
 # What each revision adds, newest first (each downgrade step removes the first entry).
 REVISIONS: list[tuple[str, set[str], set[str]]] = [
+    ("0005", {"evaluation_jobs", "evaluation_cursors"}, set()),
     (
         "0004",
         {"alert_states", "alert_events", "alert_groups", "alert_deliveries", "alert_silences"},

@@ -57,6 +57,7 @@ def up_env(home: Path, model: Path, gateway_port: int, **extra: str) -> dict[str
         INFERWATCH_SERVING__PORT=str(gateway_port),
         INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{free_port()}",
         INFERWATCH_ALERTING__PORT=str(free_port()),
+        INFERWATCH_EVALUATORS__PORT=str(free_port()),
         **extra,
     )
 
@@ -98,6 +99,8 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
         assert "schema at revision" in out.text and "CPU" in out.text
         assert healthy(f"{collector}/readyz")
         assert healthy(f"http://127.0.0.1:{gateway_port}/readyz")
+        evaluators = f"http://127.0.0.1:{env['INFERWATCH_EVALUATORS__PORT']}"
+        assert httpx.get(f"{evaluators}/readyz").json()["evaluators"] == ["toxicity"]
         alerts = f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}"
         assert healthy(f"{alerts}/readyz")
         assert httpx.get(f"{alerts}/readyz").json()["rules"] == 14  # the default pack

@@ -1,6 +1,6 @@
 """The README's first command, with the real model: `inferwatch up` on a fresh home serves
-SmolLM2 on vLLM CPU, a request through the gateway lands in SQL, a tight alert rule
-notifies a webhook, and Ctrl-C stops it all.
+SmolLM2 on vLLM CPU, a request through the gateway lands in SQL and is scored for
+toxicity, a tight alert rule notifies a webhook, and Ctrl-C stops it all.
 
 Marked e2e (needs `scripts/install-cpu.sh`); the prepared model is reused from
 ``INFERWATCH_E2E_HOME`` to save its preparation, the database is new."""
@@ -82,6 +82,12 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         while inferwatch("sql", query, "-f", "csv", env=env).stdout.split() != ["count", "1"]:
             assert time.monotonic() < deadline, out.text[-4000:]
             time.sleep(1)
+        # The evaluator worker scores it for toxicity (the shipped base rate is every request).
+        evaluated = f"SELECT count(*) FROM evaluations WHERE trace_id = '{trace_id}'"
+        deadline = time.monotonic() + 90
+        while inferwatch("sql", evaluated, "-f", "csv", env=env).stdout.split() != ["count", "1"]:
+            assert time.monotonic() < deadline, out.text[-4000:]
+            time.sleep(2)
         # The tight rule fires on that request and its notification arrives;
         # every shipped rule was evaluated against the live database without error.
         wait_for(lambda: notified, timeout=60)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from collector import synthetic
 from collector.decode import decode
@@ -13,8 +16,16 @@ from collector.writer import prepare_connection, write_rows
 from inferwatch.store.database import Database
 
 
-async def write_requests(db: Database, requests: list[synthetic.Request]) -> None:
-    body = synthetic.export_request(requests).SerializeToString()
+async def write_requests(
+    db: Database,
+    requests: list[synthetic.Request],
+    attributes: Mapping[bytes, Mapping[str, Any]] | None = None,
+) -> None:
+    """Stores ``requests``; ``attributes`` adds to the gateway span of a trace id."""
+    export = synthetic.export_request(requests)
+    for span in export.resource_spans[0].scope_spans[0].spans:
+        span.attributes.extend(synthetic.key_values((attributes or {}).get(span.trace_id, {})))
+    body = export.SerializeToString()
     decoded = decode("protobuf", body)
     assert decoded.rejected == 0, decoded.errors
     conn = await db.connect_raw()
@@ -25,8 +36,24 @@ async def write_requests(db: Database, requests: list[synthetic.Request]) -> Non
         await conn.close()
 
 
-def store_requests(db: Database, requests: list[synthetic.Request]) -> None:
-    asyncio.run(write_requests(db, requests))
+def store_requests(
+    db: Database,
+    requests: list[synthetic.Request],
+    attributes: Mapping[bytes, Mapping[str, Any]] | None = None,
+) -> None:
+    asyncio.run(write_requests(db, requests, attributes))
+
+
+def chat_texts(question: str, answer: str, context: str | None = None) -> dict[str, str]:
+    """The gateway's captured prompt and completion, as GenAI semconv message lists."""
+    messages = [{"role": "user", "parts": [{"type": "text", "content": question}]}]
+    if context is not None:
+        messages.insert(0, {"role": "system", "parts": [{"type": "text", "content": context}]})
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]
+    return {
+        "gen_ai.input.messages": json.dumps(messages),
+        "gen_ai.output.messages": json.dumps(output),
+    }
 
 
 def requests_at(

@@ -1,0 +1,89 @@
+"""The evaluator process: the sampler (one per database) and a worker, in a FastAPI lifespan.
+
+Serves ``/metrics``, ``/healthz`` and ``/readyz`` (database reachable, schema
+current; says which evaluators run and whether this process samples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+
+from evaluators.base import Evaluator
+from evaluators.metrics import EvaluatorMetrics
+from evaluators.sampling import Policy
+from evaluators.worker import Sampler, Worker, utc_now
+from inferwatch.leader import EVALUATION_SAMPLER, Leadership
+from inferwatch.settings import EvaluatorSettings
+from inferwatch.store.database import Database
+from inferwatch.store.migrate import SchemaError, async_schema_problem
+
+
+def create_app(
+    settings: EvaluatorSettings,
+    evaluators: Sequence[Evaluator],
+    db: Database,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    metrics = EvaluatorMetrics(registry if registry is not None else CollectorRegistry())
+    policy = Policy(
+        tuple(e.name for e in evaluators),
+        settings.base_rate,
+        settings.rates,
+        settings.budgets_per_minute,
+    )
+    leadership = Leadership(db.connect_raw, lock_key=EVALUATION_SAMPLER, role="evaluation sampling")
+    sampler = Sampler(db, policy, metrics, leadership, interval_s=settings.poll_s, clock=clock)
+    worker = Worker(db, evaluators, metrics, settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        problem = await async_schema_problem(db.async_engine)
+        if problem is not None:
+            raise SchemaError(problem)
+        daemons = [leadership, sampler, worker]
+        for daemon in daemons:
+            await daemon.start()
+        try:
+            yield
+        finally:
+            for daemon in reversed(daemons):
+                await daemon.stop()
+
+    app = FastAPI(title="InferWatch evaluators", lifespan=lifespan)
+    app.state.metrics = metrics
+    app.state.sampler = sampler
+    app.state.worker = worker
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            async with db.async_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return JSONResponse(
+            {
+                "status": "ready",
+                "evaluators": [e.name for e in evaluators],
+                "sampling": leadership.leading,
+            }
+        )
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,344 @@
+"""``inferwatch evaluate``: the sampler queues requests, workers score them into ``evaluations``.
+
+The sampler runs in one process per database (an advisory-lock leader): it
+reads new LLM requests and new negative feedback in arrival order from its
+cursors, asks the ``Policy`` which evaluators should score each, and queues
+jobs. Every worker process claims jobs for the evaluators it has, fetches
+the requests, scores them in batches off the event loop and writes the
+results; a batch that fails is retried one job at a time, so one bad record
+fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+
+from evaluators import queue
+from evaluators.base import Evaluator, Record, Result
+from evaluators.metrics import EvaluatorMetrics
+from evaluators.sampling import Policy
+from inferwatch.daemon import Daemon
+from inferwatch.leader import LeaderPoller, Leadership
+from inferwatch.settings import EvaluatorSettings
+from inferwatch.store.database import Database
+
+log = logging.getLogger(__name__)
+
+# Spans of one request arrive apart (the gateway's and vLLM's exporters): a request
+# is sampled once its spans have been stored this long, so its top span is known.
+SETTLE = timedelta(seconds=10)
+# Re-read this much before the cursor: rows committed late are not missed.
+OVERLAP = timedelta(seconds=30)
+FIRST_LOOKBACK = timedelta(hours=1)
+MAX_ROWS_PER_ROUND = 5000
+
+NEW_REQUESTS = text(
+    """
+    SELECT s.trace_id, s.span_id, s.status_code = 'ERROR' AS failed, s.received_at
+    FROM spans AS s
+    WHERE s.is_llm AND s.received_at > :since AND s.received_at <= :until
+      AND NOT EXISTS (
+          SELECT 1 FROM spans AS p
+          WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id AND p.is_llm
+      )
+    ORDER BY s.received_at
+    LIMIT :limit
+    """
+)
+NEGATIVE_FEEDBACK = text(
+    """
+    SELECT q.trace_id, q.span_id, f.received_at
+    FROM feedback AS f JOIN llm_requests AS q ON q.trace_id = f.trace_id
+    WHERE f.received_at > :since AND f.received_at <= :until AND f.normalized < 0.5
+    ORDER BY f.received_at
+    LIMIT :limit
+    """
+)
+RECORDS = text(
+    """
+    SELECT q.trace_id, q.span_id, q.model, q.prompt, q.completion,
+           s.attributes ->> 'gen_ai.input.messages' AS messages,
+           s.attributes ->> 'inferwatch.logprobs.mean' AS logprob_mean,
+           s.attributes ->> 'inferwatch.logprobs.min' AS logprob_min,
+           s.attributes ->> 'inferwatch.logprobs.low_confidence_share' AS low_confidence_share,
+           s.attributes ->> 'inferwatch.logprobs.tokens' AS logprob_tokens
+    FROM llm_requests AS q
+    JOIN spans AS s ON s.trace_id = q.trace_id AND s.span_id = q.span_id
+    WHERE q.trace_id = ANY(:traces)
+    """
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def context_of(messages_json: str | None) -> str | None:
+    """The text a request supplied besides its last question: system, tool and earlier turns."""
+    if not messages_json:
+        return None
+    try:
+        messages = orjson.loads(messages_json)
+    except orjson.JSONDecodeError:
+        return None
+    texts = []
+    last_user = max(
+        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"),
+        default=-1,
+    )
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or i == last_user or message.get("role") == "assistant":
+            continue
+        for part in message.get("parts") or []:
+            if isinstance(part, dict) and isinstance(part.get("content"), str):
+                texts.append(part["content"])
+    return "\n".join(texts) or None
+
+
+def record_of(row: Mapping[str, Any]) -> Record:
+    logprobs = {
+        key: float(row[key])
+        for key in ("logprob_mean", "logprob_min", "low_confidence_share", "logprob_tokens")
+        if row[key] is not None
+    }
+    return Record(
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        model=row["model"],
+        prompt=row["prompt"],
+        completion=row["completion"],
+        context=context_of(row["messages"]),
+        logprobs=logprobs,
+    )
+
+
+class Sampler(LeaderPoller):
+    name = "evaluation-sampler"
+
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        metrics: EvaluatorMetrics,
+        leadership: Leadership,
+        *,
+        interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(leadership, interval_s=interval_s)
+        self.db, self.policy, self.metrics, self.clock = db, policy, metrics, clock
+
+    async def round(self) -> None:
+        await self.sample(self.clock())
+
+    async def sample(self, now: datetime) -> int:
+        """Queues jobs for requests and negative feedback that arrived; returns how many."""
+        until = now - SETTLE
+        queued = 0
+        async with self.db.async_session() as s:
+            cursors: dict[str, datetime] = dict(
+                (await s.execute(text("SELECT stream, position FROM evaluation_cursors"))).all()
+            )
+            jobs: list[tuple[str, str, str, str]] = []
+            since = cursors.get("requests", now - FIRST_LOOKBACK) - OVERLAP
+            rows = (
+                await s.execute(
+                    NEW_REQUESTS, {"since": since, "until": until, "limit": MAX_ROWS_PER_ROUND}
+                )
+            ).all()
+            for trace_id, span_id, failed, _ in rows:
+                for evaluator, reason in self.policy.decide(trace_id, failed=failed):
+                    jobs.append((trace_id, span_id, evaluator, reason))
+            positions = {"requests": rows[-1][3] if len(rows) == MAX_ROWS_PER_ROUND else until}
+            since = cursors.get("feedback", now - FIRST_LOOKBACK) - OVERLAP
+            feedback = (
+                await s.execute(
+                    NEGATIVE_FEEDBACK, {"since": since, "until": now, "limit": MAX_ROWS_PER_ROUND}
+                )
+            ).all()
+            for trace_id, span_id, _ in feedback:
+                jobs += [
+                    (trace_id, span_id, e, "negative_feedback") for e in self.policy.evaluators
+                ]
+            positions["feedback"] = feedback[-1][2] if len(feedback) == MAX_ROWS_PER_ROUND else now
+            jobs = await self._within_budgets(s, jobs, now)
+            queued = await queue.enqueue(s, jobs, now)
+            for stream, position in positions.items():
+                await s.execute(
+                    text(
+                        "INSERT INTO evaluation_cursors (stream, position) VALUES (:s, :p)"
+                        " ON CONFLICT (stream) DO UPDATE SET position = excluded.position"
+                    ),
+                    {"s": stream, "p": max(position, cursors.get(stream, position))},
+                )
+        self.metrics.jobs_queued.inc(queued)
+        return queued
+
+    async def _within_budgets(
+        self, s: Any, jobs: list[tuple[str, str, str, str]], now: datetime
+    ) -> list[tuple[str, str, str, str]]:
+        budgets = self.policy.budgets_per_minute or {}
+        if not budgets:
+            return jobs
+        used = dict(
+            (
+                await s.execute(
+                    text(
+                        "SELECT evaluator, count(*) FROM evaluation_jobs"
+                        " WHERE evaluator = ANY(:e) AND created_at > :since GROUP BY evaluator"
+                    ),
+                    {"e": list(budgets), "since": now - timedelta(minutes=1)},
+                )
+            ).all()
+        )
+        kept = []
+        for job in jobs:
+            if self.policy.within_budget(job[2], used.get(job[2], 0)):
+                used[job[2]] = used.get(job[2], 0) + 1
+                kept.append(job)
+            else:
+                self.metrics.over_budget.labels(job[2]).inc()
+        return kept
+
+
+class Worker(Daemon):
+    name = "evaluation-worker"
+
+    def __init__(
+        self,
+        db: Database,
+        evaluators: Sequence[Evaluator],
+        metrics: EvaluatorMetrics,
+        settings: EvaluatorSettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__()
+        self.db, self.metrics, self.settings, self.clock = db, metrics, settings, clock
+        self.evaluators = {e.name: e for e in evaluators}
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            done = 0
+            try:
+                done = await self.work_once()
+            except Exception:
+                log.exception("evaluation round failed; trying again")
+            await self.pause(0 if done >= self.settings.batch_size else self.settings.poll_s)
+
+    async def work_once(self) -> int:
+        """Claims one batch, scores it and writes the results; returns the jobs claimed."""
+        now = self.clock()
+        cfg = self.settings
+        async with self.db.async_session() as s:
+            jobs = await queue.claim(
+                s,
+                cfg.batch_size,
+                now,
+                timedelta(seconds=cfg.lease_s),
+                cfg.max_attempts,
+                list(self.evaluators),
+            )
+            if not jobs:
+                return 0
+            rows = (
+                (await s.execute(RECORDS, {"traces": sorted({j.trace_id for j in jobs})}))
+                .mappings()
+                .all()
+            )
+        records = {(r["trace_id"], r["span_id"]): record_of(dict(r)) for r in rows}
+        for name in sorted({j.evaluator for j in jobs}):
+            await self._score(
+                self.evaluators[name], [j for j in jobs if j.evaluator == name], records
+            )
+        return len(jobs)
+
+    async def _score(
+        self, evaluator: Evaluator, jobs: list[queue.Job], records: Mapping[tuple[str, str], Record]
+    ) -> None:
+        ready = [
+            (j, records[(j.trace_id, j.span_id)])
+            for j in jobs
+            if (j.trace_id, j.span_id) in records
+        ]
+        ready = [(j, r) for j, r in ready if all(r.has(need) for need in evaluator.needs)]
+        skipped = [j.id for j in jobs if j not in {j for j, _ in ready}]
+        results: list[tuple[queue.Job, Result | str, float]] = []
+        if ready:
+            started = time.perf_counter()
+            try:
+                scored: list[Result | str] = list(
+                    await asyncio.to_thread(evaluator.score, [r for _, r in ready])
+                )
+                each_ms = (time.perf_counter() - started) * 1000 / len(ready)
+                results = [(j, res, each_ms) for (j, _), res in zip(ready, scored, strict=True)]
+            except Exception:  # find the record that fails: one at a time
+                for j, r in ready:
+                    one_started = time.perf_counter()
+                    try:
+                        outcome: Result | str = (await asyncio.to_thread(evaluator.score, [r]))[0]
+                    except Exception as exc:
+                        outcome = f"{type(exc).__name__}: {exc}"
+                    results.append((j, outcome, (time.perf_counter() - one_started) * 1000))
+        now = self.clock()
+        async with self.db.async_session() as s:
+            await queue.finish(s, skipped, "skipped", now)
+            rows = [
+                {
+                    "trace_id": j.trace_id,
+                    "span_id": j.span_id,
+                    "evaluator": evaluator.name,
+                    "version": evaluator.version,
+                    "score": min(1.0, max(0.0, res.score)),
+                    "label": res.label,
+                    "flagged": res.flagged,
+                    "explanation": res.explanation,
+                    "evidence": orjson.dumps(res.evidence).decode(),
+                    "latency_ms": ms,
+                    "now": now,
+                }
+                for j, res, ms in results
+                if isinstance(res, Result)
+            ]
+            if rows:
+                await s.execute(
+                    text(
+                        """
+                        INSERT INTO evaluations (trace_id, span_id, evaluator, evaluator_version,
+                            score, label, flagged, explanation, evidence, latency_ms, created_at)
+                        VALUES (:trace_id, :span_id, :evaluator, :version, :score, :label,
+                            :flagged, :explanation, CAST(:evidence AS jsonb), :latency_ms, :now)
+                        ON CONFLICT ON CONSTRAINT uq_evaluations_request DO NOTHING
+                        """
+                    ),
+                    rows,
+                )
+            await queue.finish(
+                s, [j.id for j, res, _ in results if isinstance(res, Result)], "done", now
+            )
+            for j, res, _ in results:
+                if isinstance(res, str):
+                    state = await queue.fail(s, j, res, now, self.settings.max_attempts)
+                    log.warning(
+                        "%s on %s/%s failed (%s): %s",
+                        evaluator.name,
+                        j.trace_id,
+                        j.span_id,
+                        state,
+                        res,
+                    )
+                    self.metrics.jobs.labels(
+                        evaluator.name, "failed" if state == "queued" else "parked"
+                    ).inc()
+        self.metrics.jobs.labels(evaluator.name, "done").inc(len(rows))
+        self.metrics.jobs.labels(evaluator.name, "skipped").inc(len(skipped))
+        flagged = sum(1 for _, res, _ in results if isinstance(res, Result) and res.flagged)
+        self.metrics.flagged.labels(evaluator.name).inc(flagged)
