@@ -14,10 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import text
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from alerting.deliver import Deliverer
 from alerting.engine import AlertEngine, utc_now
@@ -25,6 +23,7 @@ from alerting.metrics import AlertMetrics
 from alerting.notify import Notifier, notifier_for
 from alerting.rules import AlertConfig
 from inferwatch.leader import ALERT_ENGINE, Leadership
+from inferwatch.service import add_service_routes
 from inferwatch.settings import AlertingSettings
 from inferwatch.store.database import Database
 from inferwatch.store.migrate import SchemaError, async_schema_problem
@@ -86,19 +85,15 @@ def create_app(
     app.state.metrics = metrics
     app.state.leadership = leadership
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        try:
-            async with db.async_engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        role = "leader" if leadership.leading else "standby"
-        return JSONResponse({"status": "ready", "role": role, "rules": len(config.rules)})
+    add_service_routes(
+        app,
+        db,
+        metrics.registry,
+        lambda: {
+            "role": "leader" if leadership.leading else "standby",
+            "rules": len(config.rules),
+        },
+    )
 
     @app.get("/v1/alerts")
     async def alerts() -> list[dict[str, Any]]:
@@ -115,9 +110,5 @@ def create_app(
             }
             for i in engine.instances
         ]
-
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

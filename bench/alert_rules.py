@@ -13,22 +13,17 @@ interval it spends.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import tempfile
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
 
 from alerting.engine import AlertEngine
 from alerting.metrics import AlertMetrics
 from alerting.query import measure
 from alerting.rules import load_config
-from bench.joined_views import FILL
-from inferwatch.store import migrate
+from bench.joined_views import arguments, filled_database
 from inferwatch.store.database import Database
 
 MORE = [
@@ -48,7 +43,6 @@ MORE = [
           FROM spans WHERE hashtext(trace_id) % 20 = 0) AS f
     """,
     "INSERT INTO model_prices VALUES ('model-*', 0.0005, 0.0015)",
-    "ANALYZE",
 ]
 
 
@@ -80,37 +74,9 @@ async def timings(db: Database, end: datetime) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--hours", type=float, default=24)
-    parser.add_argument("--gpus", type=int, default=8)
-    args = parser.parse_args()
-    seconds = args.hours * 3600
-    with tempfile.TemporaryDirectory() as home:
-        db = Database(home=Path(home))
-        try:
-            migrate.upgrade(db.engine)
-            start = datetime(2026, 11, 1, tzinfo=UTC)
-            end = start + timedelta(seconds=seconds)
-            params = {
-                "start": start,
-                "requests": args.requests,
-                "spacing": seconds / args.requests,
-                "samples": int(seconds / 5),
-                "gpus": args.gpus,
-            }
-            t0 = time.perf_counter()
-            with db.engine.begin() as conn:
-                for statement in [*FILL[:-1], *MORE]:  # FILL ends with ANALYZE; so does MORE
-                    conn.execute(text(statement), params)
-            print(
-                f"{args.requests:,} requests, {int(seconds / 5) * args.gpus:,} GPU samples, "
-                f"{int(seconds / 5) * 3:,} engine samples over {args.hours:g} h, "
-                f"evaluations and feedback (filled in {time.perf_counter() - t0:.1f} s)\n"
-            )
-            asyncio.run(timings(db, end))
-        finally:
-            db.close()
+    args = arguments(__doc__.split("\n\n")[0])
+    with filled_database(args, MORE) as (db, end):
+        asyncio.run(timings(db, end))
 
 
 if __name__ == "__main__":

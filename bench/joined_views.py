@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -50,7 +53,6 @@ FILL = [
            (s % 100) / 100.0, s * 900.0, s * 400.0, '{}'
     FROM generate_series(0, :samples - 1) AS s, generate_series(0, 2) AS m
     """,
-    "ANALYZE",
 ]
 
 QUERIES = {
@@ -74,21 +76,25 @@ QUERIES = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--hours", type=float, default=24)
     parser.add_argument("--gpus", type=int, default=8)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@contextmanager
+def filled_database(
+    args: argparse.Namespace, extra: Sequence[str] = ()
+) -> Iterator[tuple[Database, datetime]]:
+    """A fresh embedded database filled by FILL (then ``extra``); yields it and the data's end."""
     seconds = args.hours * 3600
     with tempfile.TemporaryDirectory() as home:
         db = Database(home=Path(home))
         try:
             migrate.upgrade(db.engine)
-            from datetime import UTC, datetime, timedelta
-
             start = datetime(2026, 11, 1, tzinfo=UTC)
-            end = start + timedelta(seconds=seconds)
             params = {
                 "start": start,
                 "requests": args.requests,
@@ -98,24 +104,29 @@ def main() -> None:
             }
             t0 = time.perf_counter()
             with db.engine.begin() as conn:
-                for statement in FILL:
+                for statement in [*FILL, *extra, "ANALYZE"]:
                     conn.execute(text(statement), params)
             print(
                 f"{args.requests:,} requests, {int(seconds / 5) * args.gpus:,} GPU samples, "
                 f"{int(seconds / 5) * 3:,} engine samples over {args.hours:g} h "
                 f"(filled in {time.perf_counter() - t0:.1f} s)\n"
             )
-            with db.engine.connect() as conn:
-                for name, query in QUERIES.items():
-                    conn.execute(text(query), {"end": end}).all()  # warm-up
-                    times = []
-                    for _ in range(5):
-                        t = time.perf_counter()
-                        rows = conn.execute(text(query), {"end": end}).all()
-                        times.append(time.perf_counter() - t)
-                    print(f"{min(times) * 1000:9.1f} ms  {len(rows):6d} rows  {name}")
+            yield db, start + timedelta(seconds=seconds)
         finally:
             db.close()
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n\n")[0])
+    with filled_database(args) as (db, end), db.engine.connect() as conn:
+        for name, query in QUERIES.items():
+            conn.execute(text(query), {"end": end}).all()  # warm-up
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                rows = conn.execute(text(query), {"end": end}).all()
+                times.append(time.perf_counter() - t)
+            print(f"{min(times) * 1000:9.1f} ms  {len(rows):6d} rows  {name}")
 
 
 if __name__ == "__main__":

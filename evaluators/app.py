@@ -10,16 +10,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import text
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from evaluators.base import Evaluator
 from evaluators.metrics import EvaluatorMetrics
 from evaluators.sampling import Policy
 from evaluators.worker import Sampler, Worker, utc_now
 from inferwatch.leader import EVALUATION_SAMPLER, Leadership
+from inferwatch.service import add_service_routes
 from inferwatch.settings import EvaluatorSettings
 from inferwatch.store.database import Database
 from inferwatch.store.migrate import SchemaError, async_schema_problem
@@ -63,27 +62,10 @@ def create_app(
     app.state.sampler = sampler
     app.state.worker = worker
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        try:
-            async with db.async_engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ready",
-                "evaluators": [e.name for e in evaluators],
-                "sampling": leadership.leading,
-            }
-        )
-
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    add_service_routes(
+        app,
+        db,
+        metrics.registry,
+        lambda: {"evaluators": [e.name for e in evaluators], "sampling": leadership.leading},
+    )
     return app
