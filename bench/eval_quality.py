@@ -12,14 +12,20 @@ Toxicity, three sets, each with the length-only baseline beside it:
   leave-one-target-group-out (13 folds: hate about a group never seen).
 - Ordinary factual text (HaluEval, Factual-Summary-Pairs sentences) not used
   in training: the false-positive rate at the shipped threshold.
-Then texts per second on one core for each model. Prints Markdown tables.
+Hallucination, tier 2 (grounding), on both shared sets (every right and every
+wrong answer against its own context), beside answer length and word-overlap
+cosine. Then texts per second on one core for each model. Prints Markdown
+tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +34,9 @@ from numpy.typing import NDArray
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from evaluators.base import Record
+from evaluators.grounding import THRESHOLD as GROUNDING_THRESHOLD
+from evaluators.grounding import GroundingEvaluator
 from evaluators.toxicity import THRESHOLD, LinearModel, explicit_probability
 from evaluators.train_toxicity import (
     DATA_DIR,
@@ -50,11 +59,13 @@ def baseline(labels: Sequence[int], texts: Sequence[str]) -> str:
     return f"| length only | {auc:.3f} | | | | | F1 of flagging everything: {everything:.3f} |"
 
 
-def row(name: str, labels: Sequence[int], scores: Scores, note: str = "") -> str:
+def row(
+    name: str, labels: Sequence[int], scores: Scores, note: str = "", threshold: float = THRESHOLD
+) -> str:
     y = np.asarray(labels)
     if len(set(y.tolist())) < 2:  # one class only: the flagged share is the figure
-        return f"| {name} | | | | | {(scores >= THRESHOLD).mean():.2%} flagged | {note} |"
-    flagged = scores >= THRESHOLD
+        return f"| {name} | | | | | {(scores >= threshold).mean():.2%} flagged | {note} |"
+    flagged = scores >= threshold
     return (
         f"| {name} | {roc_auc_score(y, scores):.3f} | {precision_score(y, flagged):.3f} | "
         f"{recall_score(y, flagged):.3f} | {f1_score(y, flagged):.3f} | | {note} |"
@@ -162,6 +173,8 @@ def main() -> None:
     both = combined(model.probability(plain_test), explicit_probability(plain_test))
     print(row("**combined (shipped)**", [0] * len(plain_test), both))
 
+    hallucination(args.data, header)
+
     sample = tweets.texts[:5000]
     print(f"\n### Speed, one core (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})\n")
     print("| model | texts/s |\n|---|---|")
@@ -171,6 +184,57 @@ def main() -> None:
         lambda t: combined(shipped.probability(t), explicit_probability(t)), sample
     )
     print(f"| combined | {both_s:,.0f} |")
+
+
+def overlap_cosine(answer: str, reference: str) -> float:
+    """Bag-of-words cosine between answer and reference: the lexical similarity baseline."""
+    a, r = Counter(answer.lower().split()), Counter(reference.lower().split())
+    dot = sum(a[w] * r[w] for w in a)
+    norm = math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in r.values()))
+    return dot / norm if norm else 0.0
+
+
+def hallucination(data: Path, header: str) -> None:
+    """Grounding on each shared set: every good and bad answer against its own context."""
+    sets: dict[str, list[tuple[str, str, int]]] = {"HaluEval-QA": [], "Factual-Summary-Pairs": []}
+    with (data / "hallucination" / "halueval_qa.jsonl").open() as f:
+        for line in f:
+            r = json.loads(line)
+            reference = f"{r['knowledge']}\n{r['question']}"
+            sets["HaluEval-QA"] += [
+                (reference, r["right_answer"], 0),
+                (reference, r["hallucinated_answer"], 1),
+            ]
+    with (data / "hallucination" / "factual_summary_pairs.jsonl").open() as f:
+        for line in f:
+            r = json.loads(line)
+            sets["Factual-Summary-Pairs"] += [
+                (r["article_sent"], r["correct_sent"], 0),
+                (r["article_sent"], r["incorrect_sent"], 1),
+            ]
+    grounding = GroundingEvaluator()
+    for name, items in sets.items():
+        labels = [y for _, _, y in items]
+        answers = [a for _, a, _ in items]
+        records = [Record(completion=a, context=ref) for ref, a, _ in items]
+        started = time.perf_counter()
+        scores = np.asarray([r.score for r in grounding.score(records)])
+        per_s = len(records) / (time.perf_counter() - started)
+        similarity = np.asarray([overlap_cosine(a, ref) for ref, a, _ in items])
+        print(f"\n### Hallucination: {name}, {len(items):,} answers (half unsupported)\n")
+        print(header)
+        print(baseline(labels, answers))
+        auc = roc_auc_score(np.asarray(labels), -similarity)
+        print(f"| word-overlap cosine (lower = riskier) | {auc:.3f} | | | | | |")
+        print(
+            row(
+                "**grounding (tier 2)**",
+                labels,
+                scores,
+                f"{per_s:,.0f} answers/s",
+                threshold=GROUNDING_THRESHOLD,
+            )
+        )
 
 
 if __name__ == "__main__":

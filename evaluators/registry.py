@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evaluators.base import Evaluator
+from evaluators.grounding import GroundingEvaluator
 from evaluators.toxicity import ToxicityEvaluator
 
 
 def shipped() -> list[Evaluator]:
-    return [ToxicityEvaluator()]
+    return [ToxicityEvaluator(), GroundingEvaluator()]
 
 
 @dataclass(frozen=True)

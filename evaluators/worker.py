@@ -81,8 +81,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# A last user message this long carries its own document (RAG in the question).
+DOCUMENT_WORDS = 60
+
+
 def context_of(messages_json: str | None) -> str | None:
-    """The text a request supplied besides its last question: system, tool and earlier turns."""
+    """The text a request supplied besides its last question: system, tool and earlier
+    turns, and the last question itself when it is document-length."""
     if not messages_json:
         return None
     try:
@@ -95,11 +100,15 @@ def context_of(messages_json: str | None) -> str | None:
         default=-1,
     )
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or i == last_user or message.get("role") == "assistant":
+        if not isinstance(message, dict) or message.get("role") == "assistant":
             continue
-        for part in message.get("parts") or []:
-            if isinstance(part, dict) and isinstance(part.get("content"), str):
-                texts.append(part["content"])
+        parts = [
+            p["content"]
+            for p in message.get("parts") or []
+            if isinstance(p, dict) and isinstance(p.get("content"), str)
+        ]
+        if i != last_user or len(" ".join(parts).split()) >= DOCUMENT_WORDS:
+            texts += parts
     return "\n".join(texts) or None
 
 

@@ -239,3 +239,6 @@ def test_context_is_what_the_request_supplied_besides_its_question() -> None:
     )
     assert context_of(messages) == "Doc: the sky is green.\nEarlier turn"
     assert context_of(None) is None and context_of("not json") is None
+    document = " ".join(["word"] * 60)
+    rag = f'[{{"role": "user", "parts": [{{"type": "text", "content": "{document}"}}]}}]'
+    assert context_of(rag) == document  # a document-length question carries its context

@@ -100,7 +100,8 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
         assert healthy(f"{collector}/readyz")
         assert healthy(f"http://127.0.0.1:{gateway_port}/readyz")
         evaluators = f"http://127.0.0.1:{env['INFERWATCH_EVALUATORS__PORT']}"
-        assert httpx.get(f"{evaluators}/readyz").json()["evaluators"] == ["toxicity"]
+        running = httpx.get(f"{evaluators}/readyz").json()["evaluators"]
+        assert running == ["toxicity", "hallucination-grounding"]
         alerts = f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}"
         assert healthy(f"{alerts}/readyz")
         assert httpx.get(f"{alerts}/readyz").json()["rules"] == 14  # the default pack
