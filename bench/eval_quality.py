@@ -1,6 +1,6 @@
 """How well the evaluators separate good answers from bad, on data they were not trained on.
 
-    python -m bench.eval_quality [--data ../shared/data]
+    python -m bench.eval_quality [--data ../shared/data] [--judge-url http://127.0.0.1:8001/v1]
 
 Toxicity, three sets, each with the length-only baseline beside it:
 - Davidson (explicit abuse): a stratified 20 % held out; the implicit model is
@@ -12,10 +12,11 @@ Toxicity, three sets, each with the length-only baseline beside it:
   leave-one-target-group-out (13 folds: hate about a group never seen).
 - Ordinary factual text (HaluEval, Factual-Summary-Pairs sentences) not used
   in training: the false-positive rate at the shipped threshold.
-Hallucination, tier 2 (grounding), on both shared sets (every right and every
-wrong answer against its own context), beside answer length and word-overlap
-cosine. Then texts per second on one core for each model. Prints Markdown
-tables.
+Hallucination on both shared sets, every right and every wrong answer against
+its own context, beside answer length and word-overlap cosine: tier 2
+(grounding) and, with ``--judge-url``, tier 4 (the LLM judge, on
+the first ``--judge-pairs`` pairs of each set). Then texts
+per second on one core for each model. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from evaluators.base import Record
 from evaluators.grounding import THRESHOLD as GROUNDING_THRESHOLD
 from evaluators.grounding import GroundingEvaluator
+from evaluators.judge import THRESHOLD as JUDGE_THRESHOLD
+from evaluators.judge import JudgeEvaluator
 from evaluators.toxicity import THRESHOLD, LinearModel, explicit_probability
 from evaluators.train_toxicity import (
     DATA_DIR,
@@ -98,6 +101,12 @@ def texts_per_second(score: Callable[[list[str]], object], texts: list[str]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--judge-url", help="Also measure the LLM judge at this OpenAI-compatible /v1 URL."
+    )
+    parser.add_argument(
+        "--judge-pairs", type=int, default=100, help="Pairs of each set the judge scores."
+    )
     args = parser.parse_args()
     tweets, seeds, plain = davidson(args.data), toxigen(args.data), ordinary(args.data)
     plain_train, plain_test = plain[:ORDINARY_TRAIN], plain[ORDINARY_TRAIN:][:5000]
@@ -173,7 +182,7 @@ def main() -> None:
     both = combined(model.probability(plain_test), explicit_probability(plain_test))
     print(row("**combined (shipped)**", [0] * len(plain_test), both))
 
-    hallucination(args.data, header)
+    hallucination(args.data, header, args.judge_url, args.judge_pairs)
 
     sample = tweets.texts[:5000]
     print(f"\n### Speed, one core (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})\n")
@@ -194,7 +203,7 @@ def overlap_cosine(answer: str, reference: str) -> float:
     return dot / norm if norm else 0.0
 
 
-def hallucination(data: Path, header: str) -> None:
+def hallucination(data: Path, header: str, judge_url: str | None, judge_pairs: int) -> None:
     """Grounding on each shared set: every good and bad answer against its own context."""
     sets: dict[str, list[tuple[str, str, int]]] = {"HaluEval-QA": [], "Factual-Summary-Pairs": []}
     with (data / "hallucination" / "halueval_qa.jsonl").open() as f:
@@ -235,6 +244,14 @@ def hallucination(data: Path, header: str) -> None:
                 threshold=GROUNDING_THRESHOLD,
             )
         )
+        if judge_url:
+            judge = JudgeEvaluator(judge_url, enabled=True)
+            n = min(len(records), 2 * judge_pairs)  # the first pairs: right, wrong, ...
+            started = time.perf_counter()
+            verdicts = np.asarray([r.score for r in judge.score(records[:n])])
+            per_s = n / (time.perf_counter() - started)
+            note = f"{judge.model}, {n} answers, {per_s:.1f} answers/s"
+            print(row("judge (tier 4)", labels[:n], verdicts, note, threshold=JUDGE_THRESHOLD))
 
 
 if __name__ == "__main__":

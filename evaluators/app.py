@@ -33,11 +33,12 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     metrics = EvaluatorMetrics(registry if registry is not None else CollectorRegistry())
+    budgets = {e.name: e.budget_per_minute for e in evaluators if e.budget_per_minute}
     policy = Policy(
         tuple(e.name for e in evaluators),
         settings.base_rate,
         settings.rates,
-        settings.budgets_per_minute,
+        {**budgets, **settings.budgets_per_minute},
     )
     leadership = Leadership(db.connect_raw, lock_key=EVALUATION_SAMPLER, role="evaluation sampling")
     sampler = Sampler(db, policy, metrics, leadership, interval_s=settings.poll_s, clock=clock)

@@ -52,8 +52,11 @@ class Evaluator(Protocol):
     name: str
     version: str
     needs: frozenset[Input]
-    # Cheap evaluators run on every sampled request; others at their own rate or budget.
+    # Cheap evaluators run on every sampled request; others at their own rate or budget,
+    # and on requests a cheap evaluator flagged.
     cheap: bool
+    # Jobs queued per minute at most (None: no cap), unless the settings set one.
+    budget_per_minute: int | None
 
     def unavailable(self) -> str | None:
         """Why this evaluator cannot run on this host, or None when it can."""

@@ -26,13 +26,13 @@ def evaluate(
     import uvicorn
 
     from evaluators.app import create_app
-    from evaluators.registry import select
+    from evaluators.registry import select, shipped
     from inferwatch.store.migrate import SchemaError, require_current_schema
 
     with command_database(sigterm_exit_code=0) as (settings, db):
         cfg = settings.evaluators
         try:
-            chosen = select(cfg.enabled)
+            chosen = select(cfg.enabled, shipped(cfg, settings.serving.upstream_url))
             require_current_schema(db.engine)
         except (ValueError, SchemaError) as exc:
             raise fail(str(exc), 2) from None
@@ -51,10 +51,12 @@ def evaluate(
 @evaluators_app.command("list")
 def list_evaluators() -> None:
     """Every evaluator: its version, what it needs, and whether it can run on this host."""
-    from evaluators.registry import survey
+    from evaluators.registry import shipped, survey
+    from inferwatch.settings import Settings
 
+    settings = Settings()
     table = Table("evaluator", "version", "needs", "tier", "here")
-    for a in survey():
+    for a in survey(shipped(settings.evaluators, settings.serving.upstream_url)):
         e = a.evaluator
         needs = ", ".join(sorted(n.value for n in e.needs))
         here = "available" if a.problem is None else f"unavailable: {a.problem}"
@@ -75,10 +77,12 @@ def score(
 ) -> None:
     """Score a JSON-lines file offline: each record comes back with score, label and evidence."""
     from evaluators.base import Record
-    from evaluators.registry import select
+    from evaluators.registry import select, shipped
+    from inferwatch.settings import Settings
 
+    settings = Settings()
     try:
-        (chosen,) = select([evaluator])
+        (chosen,) = select([evaluator], shipped(settings.evaluators, settings.serving.upstream_url))
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     originals: list[dict[str, Any]] = []

@@ -80,6 +80,7 @@ class GroundingEvaluator:
     version = "1"
     needs = frozenset({Input.COMPLETION, Input.CONTEXT})
     cheap = True
+    budget_per_minute: int | None = None
 
     def __init__(self, threshold: float = THRESHOLD) -> None:
         self.threshold = threshold

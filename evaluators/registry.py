@@ -7,11 +7,19 @@ from dataclasses import dataclass
 
 from evaluators.base import Evaluator
 from evaluators.grounding import GroundingEvaluator
+from evaluators.judge import JudgeEvaluator
 from evaluators.toxicity import ToxicityEvaluator
+from inferwatch.settings import EvaluatorSettings
 
 
-def shipped() -> list[Evaluator]:
-    return [ToxicityEvaluator(), GroundingEvaluator()]
+def shipped(settings: EvaluatorSettings, vllm_url: str) -> list[Evaluator]:
+    """Every evaluator, configured; ``vllm_url`` is the bundled vLLM (the judge's default)."""
+    judge = JudgeEvaluator(
+        settings.judge_url or f"{vllm_url.rstrip('/')}/v1",
+        model=settings.judge_model,
+        enabled=settings.judge,
+    )
+    return [ToxicityEvaluator(), GroundingEvaluator(), judge]
 
 
 @dataclass(frozen=True)
@@ -20,13 +28,11 @@ class Availability:
     problem: str | None  # why it cannot run here; None when it can
 
 
-def survey(evaluators: Sequence[Evaluator] | None = None) -> list[Availability]:
-    return [Availability(e, e.unavailable()) for e in (evaluators or shipped())]
+def survey(evaluators: Sequence[Evaluator]) -> list[Availability]:
+    return [Availability(e, e.unavailable()) for e in evaluators]
 
 
-def select(
-    enabled: Sequence[str], evaluators: Sequence[Evaluator] | None = None
-) -> list[Evaluator]:
+def select(enabled: Sequence[str], evaluators: Sequence[Evaluator]) -> list[Evaluator]:
     """The evaluators to run: those ``enabled`` (all when empty) that can run here.
 
     Raises ``ValueError`` naming an enabled evaluator that is unknown or unavailable."""

@@ -106,6 +106,7 @@ class ToxicityEvaluator:
     version = "1"
     needs = frozenset({Input.COMPLETION})
     cheap = True
+    budget_per_minute: int | None = None
 
     def __init__(self, model_file: Path = MODEL_FILE, threshold: float = THRESHOLD) -> None:
         self.model_file, self.threshold = model_file, threshold

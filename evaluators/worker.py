@@ -233,6 +233,8 @@ class Worker(Daemon):
         super().__init__()
         self.db, self.metrics, self.settings, self.clock = db, metrics, settings, clock
         self.evaluators = {e.name: e for e in evaluators}
+        # Where a cheap evaluator's flag sends a request next.
+        self.escalate_to = tuple(e.name for e in evaluators if not e.cheap)
 
     async def run(self) -> None:
         while not self._stopping.is_set():
@@ -333,6 +335,15 @@ class Worker(Daemon):
             await queue.finish(
                 s, [j.id for j, res, _ in results if isinstance(res, Result)], "done", now
             )
+            if evaluator.cheap and self.escalate_to:
+                reason = f"flagged:{evaluator.name}"
+                escalated = [
+                    (j.trace_id, j.span_id, name, reason)
+                    for j, res, _ in results
+                    if isinstance(res, Result) and res.flagged
+                    for name in self.escalate_to
+                ]
+                self.metrics.jobs_queued.inc(await queue.enqueue(s, escalated, now))
             for j, res, _ in results:
                 if isinstance(res, str):
                     state = await queue.fail(s, j, res, now, self.settings.max_attempts)

@@ -108,6 +108,11 @@ class EvaluatorSettings(BaseModel):
     # Per evaluator: a lower rate than base_rate, and a most-per-minute budget.
     rates: dict[str, float] = {}
     budgets_per_minute: dict[str, int] = {}
+    # The LLM judge (hallucination tier 4): off by default, as on CPU each verdict costs a
+    # prefill of the whole context. Default endpoint: the bundled vLLM, not the gateway.
+    judge: bool = False
+    judge_url: str | None = None
+    judge_model: str | None = None
     poll_s: float = Field(default=2.0, gt=0)
     batch_size: int = Field(default=64, gt=0)
     # A claimed job is the worker's for this long; then another worker may retry it.

@@ -45,6 +45,7 @@ class Echo:
     version = "1"
     needs = frozenset({Input.COMPLETION})
     cheap = True
+    budget_per_minute = None
 
     def __init__(self) -> None:
         self.seen: list[str] = []

@@ -1,6 +1,7 @@
 """The README's first command, with the real model: `inferwatch up` on a fresh home serves
-SmolLM2 on vLLM CPU, a request through the gateway lands in SQL and is scored for
-toxicity, a tight alert rule notifies a webhook, and Ctrl-C stops it all.
+SmolLM2 on vLLM CPU, requests through the gateway land in SQL and are scored (toxicity;
+grounding and the LLM judge, on vLLM itself, for the one with context), a tight alert
+rule notifies a webhook, and Ctrl-C stops it all.
 
 Marked e2e (needs `scripts/install-cpu.sh`); the prepared model is reused from
 ``INFERWATCH_E2E_HOME`` to save its preparation, the database is new."""
@@ -65,6 +66,7 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         INFERWATCH_SERVING__VLLM_MAX_MODEL_LEN="1024",
         INFERWATCH_ALERTING__FILES=json.dumps([str(rules)]),
         INFERWATCH_ALERTING__INTERVAL_S="1",
+        INFERWATCH_EVALUATORS__JUDGE="true",  # the LLM judge, against this vLLM
     )
     up, out = start_up(env)
     try:
@@ -88,6 +90,28 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         while inferwatch("sql", evaluated, "-f", "csv", env=env).stdout.split() != ["count", "1"]:
             assert time.monotonic() < deadline, out.text[-4000:]
             time.sleep(2)
+        # A request with its own context gets grounding and the judge's verdict too;
+        # the judge's calls to vLLM are not traced, so they are not requests.
+        grounded = client.chat.completions.with_raw_response.create(
+            model="smol",
+            messages=[
+                {"role": "system", "content": "Context: the Eiffel Tower is 330 metres tall."},
+                {"role": "user", "content": "How tall is the Eiffel Tower?"},
+            ],
+            max_tokens=16,
+        )
+        grounded_id = grounded.headers["x-inferwatch-trace-id"]
+        scored = (
+            "SELECT string_agg(evaluator, ',' ORDER BY evaluator) FROM evaluations"
+            f" WHERE trace_id = '{grounded_id}'"
+        )
+        wanted = "hallucination-grounding,hallucination-judge,toxicity"
+        deadline = time.monotonic() + 120
+        while wanted not in inferwatch("sql", scored, "-f", "csv", env=env).stdout:
+            assert time.monotonic() < deadline, out.text[-4000:]
+            time.sleep(2)
+        requests = inferwatch("sql", "SELECT count(*) FROM llm_requests", "-f", "csv", env=env)
+        assert requests.stdout.split() == ["count", "2"]
         # The tight rule fires on that request and its notification arrives;
         # every shipped rule was evaluated against the live database without error.
         wait_for(lambda: notified, timeout=60)
