@@ -22,6 +22,7 @@ from alerting.engine import AlertEngine, utc_now
 from alerting.metrics import AlertMetrics
 from alerting.notify import Notifier, notifier_for
 from alerting.rules import AlertConfig
+from inferwatch.daemon import running
 from inferwatch.leader import ALERT_ENGINE, Leadership
 from inferwatch.service import add_service_routes
 from inferwatch.settings import AlertingSettings
@@ -69,14 +70,10 @@ def create_app(
                 }
             )
             deliverer = Deliverer(db, channels, metrics, leadership, clock=clock)
-            daemons = [leadership, engine, deliverer]
-            for daemon in daemons:
-                await daemon.start()
             try:
-                yield
+                async with running([leadership, engine, deliverer]):
+                    yield
             finally:
-                for daemon in reversed(daemons):
-                    await daemon.stop()
                 if owns_database:
                     await db.aclose()
 

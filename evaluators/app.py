@@ -17,6 +17,7 @@ from evaluators.base import Evaluator
 from evaluators.metrics import EvaluatorMetrics
 from evaluators.sampling import Policy
 from evaluators.worker import Sampler, Worker, utc_now
+from inferwatch.daemon import running
 from inferwatch.leader import EVALUATION_SAMPLER, Leadership
 from inferwatch.service import add_service_routes
 from inferwatch.settings import EvaluatorSettings
@@ -49,14 +50,8 @@ def create_app(
         problem = await async_schema_problem(db.async_engine)
         if problem is not None:
             raise SchemaError(problem)
-        daemons = [leadership, sampler, worker]
-        for daemon in daemons:
-            await daemon.start()
-        try:
+        async with running([leadership, sampler, worker]):
             yield
-        finally:
-            for daemon in reversed(daemons):
-                await daemon.stop()
 
     app = FastAPI(title="InferWatch evaluators", lifespan=lifespan)
     app.state.metrics = metrics

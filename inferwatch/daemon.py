@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +56,17 @@ class Daemon(ABC):
         except Exception:
             log.exception("%s stopped on an unexpected error", self.name)
             raise
+
+
+@asynccontextmanager
+async def running(daemons: Sequence[Daemon]) -> AsyncIterator[None]:
+    """Starts ``daemons`` in order; on exit stops them in reverse order."""
+    started: list[Daemon] = []
+    try:
+        for daemon in daemons:
+            await daemon.start()
+            started.append(daemon)
+        yield
+    finally:
+        for daemon in reversed(started):
+            await daemon.stop()
