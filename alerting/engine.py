@@ -30,7 +30,6 @@ from alerting.metrics import AlertMetrics
 from alerting.query import Sample, measure
 from alerting.rules import AlertConfig, Matcher, Rule
 from alerting.state import (
-    COMPARE,
     RESOLVED_RETENTION,
     Instance,
     Phase,
@@ -157,11 +156,7 @@ class AlertEngine(Daemon):
                         holds = True
                         for cond in rule.while_:
                             values = await measure(conn, cond, [], now)
-                            holds = holds and any(
-                                v.value is not None
-                                and COMPARE[cond.comparison](v.value, cond.threshold)
-                                for v in values
-                            )
+                            holds = holds and any(cond.breached(v.value) for v in values)
                 except SQLAlchemyError as exc:
                     log.warning("rule %s: its query failed, state kept: %s", rule.name, exc)
                     self.metrics.evaluations.labels(rule.name, "error").inc()

@@ -99,9 +99,7 @@ async def measure(
         labels = tuple(
             (name, "" if mapping[name] is None else str(mapping[name])) for name in group_by
         )
-        if mapping["rows"] < max(cond.min_samples, 1) and not (
-            cond.aggregation in ZERO_WHEN_EMPTY and cond.min_samples == 0
-        ):
+        if mapping["rows"] < max(cond.min_samples, 1) and not cond.zero_when_empty:
             continue
         value = mapping["value"]
         if value is None and cond.aggregation in ZERO_WHEN_EMPTY:

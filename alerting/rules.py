@@ -8,9 +8,10 @@ off). Every problem is reported at once as ``file:line: where: what``.
 
 from __future__ import annotations
 
+import operator
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from alerting.catalog import AGGREGATIONS_OF, METRICS, Aggregation
+from alerting.catalog import AGGREGATIONS_OF, METRICS, ZERO_WHEN_EMPTY, Aggregation
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
 # Alertmanager's defaults.
@@ -58,6 +59,14 @@ def parse_duration(value: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 Severity = Literal["critical", "error", "warning", "info"]
 
 
@@ -76,6 +85,15 @@ class Condition(_Strict):
     filters: dict[str, str | list[str]] = {}
     # Fewer rows than this in the window count as no data (a ratio over 2 requests is noise).
     min_samples: int = Field(default=0, ge=0)
+
+    def breached(self, value: float | None) -> bool:
+        """Whether ``value`` meets the condition; no value never does."""
+        return value is not None and COMPARE[self.comparison](value, self.threshold)
+
+    @property
+    def zero_when_empty(self) -> bool:
+        """Whether no rows at all is a 0 (nothing happened) rather than no data."""
+        return self.aggregation in ZERO_WHEN_EMPTY and self.min_samples == 0
 
 
 class Rule(Condition):

@@ -13,27 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from alerting.catalog import ZERO_WHEN_EMPTY
 from alerting.query import LabelSet, Sample
 from alerting.rules import Rule, render
 
 RESOLVED_RETENTION = timedelta(minutes=15)  # as Prometheus keeps resolved alerts
-
-COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 class Phase(StrEnum):
@@ -149,21 +138,19 @@ def evaluate(
     ``while_holds`` says whether the rule's ``while`` conditions all hold.
     Instances known before but absent now count as no data, except that
     counts, sums and rates of nothing are 0."""
-    compare = COMPARE[rule.comparison]
     seen: dict[str, tuple[dict[str, str], Observation]] = {}
     for sample in samples:
         labels = alert_labels(rule, sample.labels)
-        holds = sample.value is not None and compare(sample.value, rule.threshold) and while_holds
+        holds = rule.breached(sample.value) and while_holds
         seen[fingerprint(labels)] = (labels, Observation(holds, sample.value))
 
     no_data = {"ok": Observation(False, None), "alert": Observation(True, None)}.get(
         rule.no_data, Observation(None, None)
     )
-    zero_fills = rule.aggregation in ZERO_WHEN_EMPTY and rule.min_samples == 0
     for fp, instance in previous.items():
         if fp not in seen:
-            if zero_fills:
-                holds = compare(0.0, rule.threshold) and while_holds
+            if rule.zero_when_empty:
+                holds = rule.breached(0.0) and while_holds
                 seen[fp] = (instance.labels, Observation(holds, 0.0))
             else:
                 seen[fp] = (instance.labels, no_data)
