@@ -91,8 +91,8 @@ def check(
     out.print(f"{len(config.rules)} rules, {len(config.receivers)} receivers: OK")
 
 
-def _short(delta: object) -> str:
-    seconds = int(getattr(delta, "total_seconds", lambda: 0)())
+def _short(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"

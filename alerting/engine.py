@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerting.dispatch import Group, Silence, plan
+from alerting.dispatch import Group, Notification, Silence, plan
 from alerting.metrics import AlertMetrics
 from alerting.query import Sample, measure
 from alerting.rules import AlertConfig, Matcher, Rule
@@ -224,7 +224,9 @@ class AlertEngine(Daemon):
         return transitions
 
 
-def _retire(instances: Any, now: datetime) -> tuple[list[Instance], list[Transition]]:
+def _retire(
+    instances: Iterable[Instance], now: datetime
+) -> tuple[list[Instance], list[Transition]]:
     """A removed rule's alerts resolve, and go once their resolution could be notified."""
     after, made = [], []
     for i in instances:
@@ -279,7 +281,7 @@ async def _write_plan(
     s: AsyncSession,
     groups: Sequence[Group],
     forget: Sequence[Group],
-    notifications: Sequence[Any],
+    notifications: Sequence[Notification],
     now: datetime,
 ) -> None:
     for g in forget:

@@ -281,7 +281,8 @@ class Worker(Daemon):
             if (j.trace_id, j.span_id) in records
         ]
         ready = [(j, r) for j, r in ready if all(r.has(need) for need in evaluator.needs)]
-        skipped = [j.id for j in jobs if j not in {j for j, _ in ready}]
+        scorable = {j.id for j, _ in ready}
+        skipped = [j.id for j in jobs if j.id not in scorable]
         results: list[tuple[queue.Job, Result | str, float]] = []
         if ready:
             started = time.perf_counter()
