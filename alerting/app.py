@@ -2,7 +2,7 @@
 
 Besides running the engine it serves ``/metrics`` (the engine's counters,
 ``inferwatch_alerts`` and each rule's value), ``/healthz``, ``/readyz`` (the
-database answers and the schema is current) and ``GET /v1/alerts`` (the
+database answers; the schema was checked at start) and ``GET /v1/alerts`` (the
 current pending, firing and recently resolved alerts as JSON).
 """
 
@@ -27,7 +27,7 @@ from inferwatch.leader import ALERT_ENGINE, Leadership
 from inferwatch.service import add_service_routes
 from inferwatch.settings import AlertingSettings
 from inferwatch.store.database import Database
-from inferwatch.store.migrate import SchemaError, async_schema_problem
+from inferwatch.store.migrate import async_require_current_schema
 
 
 def create_app(
@@ -57,9 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        problem = await async_schema_problem(db.async_engine)
-        if problem is not None:
-            raise SchemaError(problem)
+        await async_require_current_schema(db.async_engine)
         async with aiohttp.ClientSession() as session:
             channels = (
                 dict(notifiers)

@@ -44,7 +44,10 @@ from inferwatch.http_body import (
 from inferwatch.leader import Leadership
 from inferwatch.settings import CollectorSettings
 from inferwatch.store.database import Database
-from inferwatch.store.migrate import SchemaError, async_schema_problem
+from inferwatch.store.migrate import (
+    async_require_current_schema,
+    async_schema_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        problem = await async_schema_problem(db.async_engine)
-        if problem is not None:
-            raise SchemaError(problem)
+        await async_require_current_schema(db.async_engine)
         await store_prices(db, load_prices(settings.prices_file))
         for url in settings.engines:
             await register_engine(db, EngineIn.model_validate({"url": url}))

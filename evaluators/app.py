@@ -1,7 +1,8 @@
 """The evaluator process: the sampler (one per database) and a worker, in a FastAPI lifespan.
 
-Serves ``/metrics``, ``/healthz`` and ``/readyz`` (database reachable, schema
-current; says which evaluators run and whether this process samples).
+Serves ``/metrics``, ``/healthz`` and ``/readyz`` (database reachable, the
+schema having been checked at start; says which evaluators run and whether this
+process samples).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from inferwatch.leader import EVALUATION_SAMPLER, Leadership
 from inferwatch.service import add_service_routes
 from inferwatch.settings import EvaluatorSettings
 from inferwatch.store.database import Database
-from inferwatch.store.migrate import SchemaError, async_schema_problem
+from inferwatch.store.migrate import async_require_current_schema
 
 
 def create_app(
@@ -47,9 +48,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        problem = await async_schema_problem(db.async_engine)
-        if problem is not None:
-            raise SchemaError(problem)
+        await async_require_current_schema(db.async_engine)
         async with running([leadership, sampler, worker]):
             yield
 

@@ -88,3 +88,10 @@ async def async_schema_problem(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         current = await conn.run_sync(current_revision)
     return schema_problem(current)
+
+
+async def async_require_current_schema(engine: AsyncEngine) -> None:
+    """Raises ``SchemaError`` when the schema is not this code's head (at a process's start)."""
+    problem = await async_schema_problem(engine)
+    if problem is not None:
+        raise SchemaError(problem)
