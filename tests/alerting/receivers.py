@@ -12,8 +12,35 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from fastapi import FastAPI, Request
 
 from tests.inferwatch.cli_helpers import free_port
+
+
+def webhook_recorder() -> tuple[FastAPI, list[dict[str, Any]]]:
+    """An app recording the JSON bodies POSTed to ``/hook`` (serve it with ServerThread)."""
+    app, got = FastAPI(), list[dict[str, Any]]()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict[str, str]:
+        got.append(await request.json())
+        return {"status": "ok"}
+
+    return app, got
+
+
+def webhook_route(url: str, **timings: str) -> str:
+    """YAML: one webhook receiver ``hook`` at ``url``, and a route sending it everything
+    (``group_wait: 0s`` unless ``timings`` say otherwise)."""
+    lines = [
+        "receivers:",
+        "  - name: hook",
+        f'    webhook: {{url: "{url}"}}',
+        "route:",
+        "  receiver: hook",
+        *(f"  {key}: {value}" for key, value in {"group_wait": "0s", **timings}.items()),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass

@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
 
 from alerting.app import create_app
 from alerting.rules import load_config
 from inferwatch.settings import AlertingSettings
 from inferwatch.store.database import Database
+from tests.alerting.receivers import webhook_recorder, webhook_route
 from tests.collector.conftest import wait_for
 from tests.seed import requests_at, store_requests
 from tests.servers import ServerThread
@@ -27,24 +26,7 @@ rules:
     comparison: ">"
     threshold: 0.2
     group_by: [model]
-receivers:
-  - name: hook
-    webhook: {url: "URL"}
-route:
-  receiver: hook
-  group_wait: 0s
 """
-
-
-def recorder() -> tuple[FastAPI, list[dict[str, Any]]]:
-    app, got = FastAPI(), list[dict[str, Any]]()
-
-    @app.post("/hook")
-    async def hook(request: Request) -> dict[str, str]:
-        got.append(await request.json())
-        return {"status": "ok"}
-
-    return app, got
 
 
 def test_a_running_engine_evaluates_notifies_and_serves_its_state(
@@ -52,10 +34,10 @@ def test_a_running_engine_evaluates_notifies_and_serves_its_state(
 ) -> None:
     now = datetime.now(UTC)
     store_requests(db, requests_at(now - timedelta(minutes=2), 20, error_every=2))
-    hook_app, received = recorder()
+    hook_app, received = webhook_recorder()
     with ServerThread(hook_app) as hook_url:
         path = tmp_path / "rules.yaml"
-        path.write_text(RULES.replace("URL", f"{hook_url}/hook"))
+        path.write_text(RULES + webhook_route(f"{hook_url}/hook"))
         config = load_config([path], defaults=False)
         settings = AlertingSettings(interval_s=0.2)
         app = create_app(settings, config, db)

@@ -18,7 +18,7 @@ from alerting.notify import WebhookNotifier
 from alerting.query import measure
 from alerting.rules import AlertConfig, WebhookConfig, load_config
 from inferwatch.store.database import Database
-from tests.alerting.receivers import HttpReceiver, http_receiver
+from tests.alerting.receivers import HttpReceiver, http_receiver, webhook_route
 from tests.collector.conftest import rows
 from tests.seed import requests_at, store_requests, write_requests
 
@@ -39,19 +39,12 @@ rules:
     severity: critical
     annotations:
       summary: "{{ value }} of requests to {{ labels.model }} fail"
-receivers:
-  - name: hook
-    webhook: {url: "http://unused/"}
-route:
-  receiver: hook
-  group_wait: 0s
-  group_interval: 1m
 """
 
 
 def config(tmp_path: Path) -> AlertConfig:
     path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
+    path.write_text(RULES + webhook_route("http://unused/", group_interval="1m"))
     return load_config([path], defaults=False)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.alerting.test_app import recorder
+from tests.alerting.receivers import webhook_recorder, webhook_route
 from tests.collector.conftest import wait_for
 from tests.e2e import E2E
 from tests.inferwatch.cli_helpers import free_port, inferwatch
@@ -35,12 +35,6 @@ rules:
     comparison: ">="
     threshold: 1
     group_by: [model]
-receivers:
-  - name: hook
-    webhook: {url: "URL"}
-route:
-  receiver: hook
-  group_wait: 0s
 """
 
 
@@ -53,11 +47,11 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
     model = prepare_default_model(models_home)
     home = tmp_path / "home"
     gateway_port = free_port()
-    hook_app, notified = recorder()
+    hook_app, notified = webhook_recorder()
     hook = ServerThread(hook_app)  # a webhook receiver for the alert engine
     hook_url = hook.__enter__()
     rules = tmp_path / "alerts.yaml"
-    rules.write_text(TIGHT_RULE.replace("URL", f"{hook_url}/hook"))
+    rules.write_text(TIGHT_RULE + webhook_route(f"{hook_url}/hook"))
     env = up_env(
         home,
         model,

@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from collector import synthetic
-from tests.alerting.test_app import recorder
+from tests.alerting.receivers import webhook_recorder, webhook_route
 from tests.collector.conftest import wait_for
 from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch
 from tests.seed import requests_at
@@ -29,13 +29,6 @@ rules:
     comparison: ">="
     threshold: 3
     group_by: [model]
-receivers:
-  - name: hook
-    webhook: {url: "URL"}
-route:
-  receiver: hook
-  group_wait: 0s
-  group_interval: 2s
 """
 
 
@@ -46,10 +39,10 @@ def sql(env: dict[str, str], query: str) -> list[str]:
 
 
 def test_a_restart_keeps_the_data_and_does_not_notify_again(tmp_path: Path) -> None:
-    app, notified = recorder()
+    app, notified = webhook_recorder()
     with ServerThread(app) as hook_url:
         rules = tmp_path / "alerts.yaml"
-        rules.write_text(RULES.replace("URL", f"{hook_url}/hook"))
+        rules.write_text(RULES + webhook_route(f"{hook_url}/hook", group_interval="2s"))
         collector_port = free_port()
         env = cli_env(
             tmp_path / "home",
