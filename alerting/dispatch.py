@@ -134,9 +134,8 @@ def plan(
 ) -> Plan:
     """What to notify now, given every instance and every group's log entry."""
     known = {(g.receiver, g.key): g for g in groups}
-    members: dict[tuple[str, str], list[Instance]] = {}
-    policies: dict[tuple[str, str], Policy] = {}
-    labels_of: dict[tuple[str, str], dict[str, str]] = {}
+    # (receiver, group key) → the route's policy, the group's labels and its alerts now.
+    current: dict[tuple[str, str], tuple[Policy, dict[str, str], list[Instance]]] = {}
     for instance in instances:
         if instance.state is Phase.PENDING:
             continue
@@ -144,23 +143,23 @@ def plan(
             continue
         for policy in routes_for(instance.labels, route):
             key, group_labels = group_key(policy, instance.labels)
-            members.setdefault((policy.receiver, key), []).append(instance)
-            policies[(policy.receiver, key)] = policy
-            labels_of[(policy.receiver, key)] = group_labels
+            current.setdefault((policy.receiver, key), (policy, group_labels, []))[2].append(
+                instance
+            )
 
     out = Plan()
-    for ident in set(known) | set(members):
-        alerts = members.get(ident, [])
+    for ident in sorted(set(known) | set(current)):
         group = known.get(ident)
+        if ident in current:
+            policy, group_labels, alerts = current[ident]
+        else:  # nothing left in it (its alerts expired): flush once more to forget it
+            policy = Policy(ident[0], (), timedelta(0), timedelta(0), REPEAT_INTERVAL)
+            group_labels, alerts = {}, []
         firing = [a for a in alerts if a.state is Phase.FIRING]
         if group is None:
             if not firing:
                 continue  # Alertmanager starts a group only for a firing alert
-            group = Group(ident[0], ident[1], labels_of[ident], first_seen_at=now)
-        # Nothing left in it (its alerts expired): flush once more to forget it.
-        policy = policies.get(ident) or Policy(
-            ident[0], (), timedelta(0), timedelta(0), REPEAT_INTERVAL
-        )
+            group = Group(ident[0], ident[1], group_labels, first_seen_at=now)
         due_at = (
             group.first_seen_at + policy.group_wait
             if group.last_flush_at is None
