@@ -31,6 +31,7 @@ from collector.grpc_receiver import GrpcReceiver
 from collector.ingest import store
 from collector.metrics import CollectorMetrics
 from collector.prices import load_prices, store_prices
+from collector.rollups import RollupRefresher
 from collector.writer import SpanWriter, WriterQueueFull, WriterUnavailable
 from inferwatch.daemon import Daemon
 from inferwatch.http_body import (
@@ -76,7 +77,8 @@ def create_app(
     writer = SpanWriter(db.connect_raw, settings, metrics)
     leadership = Leadership(db.connect_raw)
     scraper = EngineScraper(db, metrics, leadership, interval_s=settings.engine_scrape_s)
-    pollers: list[Daemon] = [leadership, scraper]
+    rollups = RollupRefresher(db, metrics, leadership, interval_s=settings.rollup_s)
+    pollers: list[Daemon] = [leadership, scraper, rollups]
     gpu_poller = None
     if settings.gpu_poll_s > 0:
         gpu_poller = GpuPoller(db, metrics, leadership, interval_s=settings.gpu_poll_s, nvml=nvml)

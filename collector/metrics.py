@@ -100,3 +100,17 @@ class CollectorMetrics:
             namespace=ns,
             registry=registry,
         )
+        self.rollup_minutes = Counter(
+            "rollup_minutes",
+            "Minutes of the dashboard rollups rebuilt, by source.",
+            ["source"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.rollup_seconds = Histogram(
+            "rollup_seconds",
+            "Time of one pass over every rollup.",
+            namespace=ns,
+            registry=registry,
+            buckets=WRITE_SECONDS_BUCKETS,
+        )

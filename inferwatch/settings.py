@@ -37,6 +37,8 @@ class CollectorSettings(BaseModel):
     # vLLM servers whose /metrics to scrape, besides those registered over HTTP.
     engines: list[str] = []
     engine_scrape_s: float = Field(default=5.0, gt=0)
+    # How often the dashboard's minute/hour rollups take in what was stored since.
+    rollup_s: float = Field(default=5.0, gt=0)
     # NVML GPU polling interval; 0 turns the poller off.
     gpu_poll_s: float = Field(default=5.0, ge=0, le=60)
     # Your prices (YAML, the shape of collector/prices.yaml), on top of the shipped ones.
