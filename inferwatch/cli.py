@@ -20,6 +20,7 @@ from inferwatch.commands import fail as _fail
 from inferwatch.commands import setup as _setup
 from inferwatch.settings import Settings
 from inferwatch.store.database import libpq_url
+from ui.cli import ui
 
 app = typer.Typer(
     help="InferWatch: self-hosted observability for LLM inference.",
@@ -31,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(evaluators_app, name="evaluators")
 app.command()(evaluate)
+app.command()(ui)
 
 
 @app.command()
@@ -227,12 +229,13 @@ def up(
     ] = None,
     evaluate: Annotated[bool, typer.Option(help="Run the evaluator worker.")] = True,
     alerts: Annotated[bool, typer.Option(help="Run the alert engine.")] = True,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Run the dashboard.")] = True,
     detach: Annotated[
         bool, typer.Option(help="Run in the background; `inferwatch down` stops it.")
     ] = False,
 ) -> None:
     """Start everything, supervised: database, migrations, collector, model, vLLM + gateway,
-    evaluator worker, alert engine.
+    evaluator worker, alert engine, dashboard.
 
     Ctrl-C (or `inferwatch down`) stops it all in reverse order."""
     from inferwatch import up as running
@@ -243,6 +246,7 @@ def up(
         arguments += [] if vllm_url is None else ["--vllm-url", vllm_url]
         arguments += [] if evaluate else ["--no-evaluate"]
         arguments += [] if alerts else ["--no-alerts"]
+        arguments += [] if ui else ["--no-ui"]
         try:
             run_file = running.detach(settings, arguments)
         except running.UpError as exc:
@@ -259,6 +263,7 @@ def up(
                 vllm_url=vllm_url,
                 evaluate=evaluate,
                 alerts=alerts,
+                ui=ui,
             )
         except running.UpError as exc:
             raise _fail(str(exc), exc.code) from None
@@ -412,6 +417,35 @@ def db_current() -> None:
     err.print("schema is current" if problem is None else problem)
     if problem is not None:
         raise typer.Exit(1)
+
+
+@db_app.command("grant-readonly")
+def db_grant_readonly(
+    user: Annotated[str, typer.Argument(help="The role to create or update.")],
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Name of an environment variable holding the role's password."),
+    ] = None,
+) -> None:
+    """Create (or update) a read-only role for people and dashboards: SELECT on every table
+    and view, now and after future migrations, in read-only sessions."""
+    import os
+
+    import psycopg
+
+    from inferwatch.store.roles import grant_readonly
+
+    password = None
+    if password_env is not None:
+        password = os.environ.get(password_env)
+        if not password:
+            raise _fail(f"the environment variable {password_env} is not set", 2)
+    with _command_database() as (_, db):
+        try:
+            created = grant_readonly(db.engine, user, password)
+        except psycopg.Error as exc:
+            raise _fail(str(exc).strip()) from None
+    err.print(f"{'created' if created else 'updated'} read-only role {user}")
 
 
 @db_app.command("url")

@@ -122,6 +122,13 @@ class EvaluatorSettings(BaseModel):
     max_attempts: int = Field(default=3, gt=0)
 
 
+class UISettings(BaseModel):
+    """The dashboard (``INFERWATCH_UI__*``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8501
+
+
 class Settings(BaseSettings):
     """Everything an InferWatch process is configured with."""
 
@@ -144,3 +151,4 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     alerting: AlertingSettings = AlertingSettings()
     evaluators: EvaluatorSettings = EvaluatorSettings()
+    ui: UISettings = UISettings()

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -46,6 +46,11 @@ class RunFile:
     pid: int
     services: dict[str, str]
     database: str
+    # Health URLs that are not ``{url}/readyz`` (the dashboard's is Streamlit's own).
+    health: dict[str, str] = field(default_factory=dict)
+
+    def health_url(self, name: str) -> str:
+        return self.health.get(name, f"{self.services[name]}/readyz")
 
     @staticmethod
     def path(home: Path) -> Path:
@@ -86,6 +91,7 @@ def run(
     vllm_url: str | None,
     evaluate: bool = True,
     alerts: bool = True,
+    ui: bool = True,
 ) -> None:
     """Runs everything until SIGINT/SIGTERM; ``UpError`` if a service cannot start."""
     from sqlalchemy.engine import make_url
@@ -163,6 +169,13 @@ def run(
     if alerts:
         services.append(Service("alerts", [*me, "alerts"], f"{alerts_url}/readyz"))
         urls["alerts"] = alerts_url
+    health: dict[str, str] = {}
+    if ui:
+        cfg_u = settings.ui
+        ui_url = f"http://{cfg_u.host}:{cfg_u.port}"
+        health["dashboard"] = f"{ui_url}/_stcore/health"
+        services.append(Service("dashboard", [*me, "ui"], health["dashboard"]))
+        urls["dashboard"] = ui_url
     supervisor = Supervisor(services, env, out)
     last_said = [0.0]
 
@@ -171,7 +184,7 @@ def run(
             last_said[0] = waited
             step(f"waiting for {service.name}: {waited:.0f} s")
 
-    run_file = RunFile(os.getpid(), urls, database)
+    run_file = RunFile(os.getpid(), urls, database, health)
     try:
         for service in services:
             step(f"starting {service.name}")
@@ -187,6 +200,8 @@ def run(
             table.add_row("evaluators", f"{evaluators_url}/readyz  (scores sampled requests)")
         if alerts:
             table.add_row("alerts", f"{alerts_url}/v1/alerts  (and /metrics)")
+        if ui:
+            table.add_row("dashboard", f"{ui_url}  (Streamlit)")
         table.add_row("device", describe_gpus())
         table.add_row("database", database)
         table.add_row("stop", "Ctrl-C, or `inferwatch down`")
@@ -233,7 +248,7 @@ def status(settings: Settings) -> tuple[RunFile | None, dict[str, bool]]:
     running = RunFile.read(settings.home.resolve())
     if running is None:
         return None, {}
-    return running, {name: healthy(f"{url}/readyz") for name, url in running.services.items()}
+    return running, {name: healthy(running.health_url(name)) for name in running.services}
 
 
 def down(settings: Settings, timeout_s: float = DOWN_TIMEOUT_S) -> int | None:

@@ -58,6 +58,7 @@ def up_env(home: Path, model: Path, gateway_port: int, **extra: str) -> dict[str
         INFERWATCH_SERVING__UPSTREAM_URL=f"http://127.0.0.1:{free_port()}",
         INFERWATCH_ALERTING__PORT=str(free_port()),
         INFERWATCH_EVALUATORS__PORT=str(free_port()),
+        INFERWATCH_UI__PORT=str(free_port()),
         **extra,
     )
 
@@ -112,6 +113,7 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, exposed
             time.sleep(0.2)
         assert 'result="error"' not in exposed
+        assert healthy(f"http://127.0.0.1:{env['INFERWATCH_UI__PORT']}/_stcore/health")
         engines = httpx.get(f"{collector}/v1/engines").json()
         assert [e["url"] for e in engines] == [env["INFERWATCH_SERVING__UPSTREAM_URL"]]
         assert "stand-in vLLM serving" in out.text  # every service's output, one stream

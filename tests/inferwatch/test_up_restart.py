@@ -52,6 +52,7 @@ def test_a_restart_keeps_the_data_and_does_not_notify_again(tmp_path: Path) -> N
             INFERWATCH_ALERTING__DEFAULT_RULES="false",
             INFERWATCH_ALERTING__INTERVAL_S="0.5",
             INFERWATCH_EVALUATORS__PORT=str(free_port()),
+            INFERWATCH_UI__PORT=str(free_port()),
         )
         try:
             first = inferwatch("up", "--no-serve", "--detach", env=env, timeout=180)
