@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Rows committed this long after their transaction started are still picked up.
 OVERLAP = timedelta(seconds=30)
+# A pass that rebuilt this many minutes refreshes the tables' planner statistics.
+ANALYZE_AFTER_MINUTES = 500
 # Engine counters are differenced against the previous sample up to this far back.
 ENGINE_LOOKBACK = "5 minutes"
 ENGINE_COUNTERS = (
@@ -267,6 +269,12 @@ async def refresh_source(conn: psycopg.AsyncConnection[Any], source: Source) -> 
             "UPDATE rollup_cursors SET watermark = %s, refreshed_at = now() WHERE name = %s",
             (now, source.name),
         )
+        if len(minutes) >= ANALYZE_AFTER_MINUTES:
+            # A large rebuild (the first pass over an existing history) changes the tables
+            # faster than autovacuum re-reads their statistics; stale ones make the
+            # dashboard's plans pick nested loops over what they think are empty tables.
+            for table in source.tables:
+                await conn.execute(f"ANALYZE {table.name}")
     return len(minutes)
 
 

@@ -150,13 +150,16 @@ def cost_series(conn: Connection, w: Window) -> pd.DataFrame:
     return frame(
         conn,
         f"""
-        WITH gpu AS (
+        WITH priced AS (  -- each GPU model's $/hour, by the longest matching price name
+            SELECT DISTINCT ON (n.name) n.name, p.usd_per_hour
+            FROM (SELECT DISTINCT name FROM rollup_gpu
+                  WHERE resolution = :res AND bucket >= :rollup_lo AND bucket < :hi) AS n
+            JOIN gpu_prices AS p ON n.name ILIKE '%' || p.gpu || '%'
+            ORDER BY n.name, length(p.gpu) DESC
+        ), gpu AS (
             SELECT g.bucket, sum(p.usd_per_hour) * CASE :res WHEN 'minute' THEN 1 / 60.0
                                                    ELSE 1 END AS gpu_usd
-            FROM rollup_gpu AS g
-            JOIN LATERAL (SELECT usd_per_hour FROM gpu_prices
-                          WHERE g.name ILIKE '%' || gpu || '%'
-                          ORDER BY length(gpu) DESC LIMIT 1) AS p ON true
+            FROM rollup_gpu AS g JOIN priced AS p ON p.name = g.name
             WHERE g.resolution = :res AND g.bucket >= :rollup_lo AND g.bucket < :hi
             GROUP BY g.bucket
         ), req AS (
@@ -164,6 +167,8 @@ def cost_series(conn: Connection, w: Window) -> pd.DataFrame:
                    unpriced_tokens,
                    sum(unpriced_tokens) OVER (PARTITION BY bucket) AS bucket_unpriced
             FROM rollup_requests WHERE resolution = :res AND bucket >= :rollup_lo AND bucket < :hi
+        ), unpriced AS (
+            SELECT DISTINCT bucket FROM req WHERE bucket_unpriced > 0
         ), shared AS (
             SELECT r.bucket, r.model, r.requests, r.input_tokens, r.output_tokens,
                    r.token_cost_usd,
@@ -172,9 +177,8 @@ def cost_series(conn: Connection, w: Window) -> pd.DataFrame:
             FROM req AS r LEFT JOIN gpu AS g ON g.bucket = r.bucket
             UNION ALL  -- GPU time that no request without a token price used
             SELECT g.bucket, '(idle GPU)', 0, 0, 0, 0, g.gpu_usd
-            FROM gpu AS g
-            WHERE NOT EXISTS (SELECT 1 FROM req AS r WHERE r.bucket = g.bucket
-                              AND r.unpriced_tokens > 0)
+            FROM gpu AS g LEFT JOIN unpriced AS u ON u.bucket = g.bucket
+            WHERE u.bucket IS NULL
         )
         SELECT {T} AS time, model, sum(requests) AS requests,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,

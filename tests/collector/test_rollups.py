@@ -234,3 +234,21 @@ def test_a_pass_holds_its_cursor_so_concurrent_passes_do_not_interleave(db: Data
     assert count == 10
     with psycopg.connect(db.url.replace("+psycopg", "")) as conn:
         assert conn.execute("SELECT count(*) FROM rollup_cursors").fetchone() == (4,)
+
+
+def test_a_pass_that_analyzes_still_commits_every_source(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.rollups.ANALYZE_AFTER_MINUTES", 1)
+    store_requests(db, requests_at(T0, 10))
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO gpu_samples (time, host, gpu_index, interval_s, utilization_gpu) "
+                "VALUES (now(), 'h', 0, 5, 50)"
+            )
+        )
+    assert _refresh(db)["gpu"] == 1
+    # Read back on another connection: everything the pass wrote was committed.
+    assert _rows(db, "SELECT count(*) FROM rollup_gpu")[0][0] == 2  # its minute and hour
+    assert _rows(db, "SELECT count(*) FROM rollup_cursors")[0][0] == 4
