@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from collector.rollups import refresh
+from collector.rollups import refresh_database
 from inferwatch.store import migrate
 from inferwatch.store.database import Database, libpq_url
 
@@ -52,25 +52,29 @@ FROM generate_series(:lo, :hi - 1) AS i;
 INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, service_name, start_time,
     end_time, start_time_unix_nano, end_time_unix_nano, duration_ms, status_code, resource,
     attributes, events, links, is_llm, operation, provider, model, input_tokens, output_tokens,
-    ttft_ms, tpot_ms, e2e_ms, finish_reason)
+    ttft_ms, tpot_ms, e2e_ms, finish_reason, received_at)
 SELECT trace_id, gw, NULL, 'chat ' || model, 'CLIENT', 'inferwatch-gateway', t0,
        t0 + make_interval(secs => (queue + prefill + out * tpot + 3) / 1000),
        0, 0, queue + prefill + out * tpot + 3, CASE WHEN failed THEN 'ERROR' ELSE 'UNSET' END,
        '{}', '{}', '[]', '[]', true, 'chat', 'vllm', model, inp, out, queue + prefill + 2, tpot,
-       queue + prefill + out * tpot + 3, 'stop'
+       queue + prefill + out * tpot + 3, 'stop',
+       COALESCE(:stored, t0 + make_interval(secs => (queue + prefill + out * tpot) / 1000 + 1))
 FROM r;
 INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, service_name, start_time,
     end_time, start_time_unix_nano, end_time_unix_nano, duration_ms, status_code, resource,
     attributes, events, links, is_llm, operation, provider, model, input_tokens, output_tokens,
-    ttft_ms, e2e_ms, queue_ms, prefill_ms, decode_ms)
+    ttft_ms, e2e_ms, queue_ms, prefill_ms, decode_ms, received_at)
 SELECT trace_id, en, gw, 'llm_request', 'SERVER', 'vllm', t0 + interval '1 ms',
        t0 + make_interval(secs => (queue + prefill + out * tpot + 2) / 1000), 0, 0,
        queue + prefill + out * tpot + 1, 'UNSET', '{}', '{}', '[]', '[]', true, 'chat', 'vllm',
        model, inp, out, queue + prefill + 1, queue + prefill + out * tpot + 1, queue, prefill,
-       out * tpot
+       out * tpot,
+       COALESCE(:stored, t0 + make_interval(secs => (queue + prefill + out * tpot) / 1000 + 1))
 FROM r;
-INSERT INTO evaluations (trace_id, span_id, evaluator, evaluator_version, score, flagged)
-SELECT trace_id, gw, e.name, '1', s.score, s.score > 0.5
+INSERT INTO evaluations (trace_id, span_id, evaluator, evaluator_version, score, flagged,
+    created_at)
+SELECT trace_id, gw, e.name, '1', s.score, s.score > 0.5,
+       COALESCE(:stored, t0 + interval '30 seconds')
 FROM r, (VALUES ('toxicity'), ('hallucination-grounding')) AS e (name),
      LATERAL (SELECT random() ^ 4 AS score) AS s
 WHERE i % 10 = 0;
@@ -119,7 +123,14 @@ def fill(db: Database, requests: int, days: float, gpus: int) -> datetime:
             hi = min(requests, lo + BATCH)
             for statement in REQUESTS.split(";\n"):
                 if statement.strip():
-                    params = {"end": end, "n": requests, "spacing": spacing, "lo": lo, "hi": hi}
+                    params = {
+                        "end": end,
+                        "n": requests,
+                        "spacing": spacing,
+                        "lo": lo,
+                        "hi": hi,
+                        "stored": None,  # a while after each request, as the collector would
+                    }
                     conn.execute(text(statement), params)
         print(f"  {hi:,} requests", flush=True)
     samples = int(days * 86400 / 10)
@@ -132,14 +143,7 @@ def fill(db: Database, requests: int, days: float, gpus: int) -> datetime:
 
 
 def rollups(db: Database) -> dict[str, int]:
-    async def once() -> dict[str, int]:
-        conn = await db.connect_raw()
-        try:
-            return await refresh(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(once())
+    return asyncio.run(refresh_database(db))
 
 
 def _page_script(path: str) -> None:
@@ -205,10 +209,6 @@ def main() -> None:
             with timed("rollups from scratch"):
                 built = rollups(db)
             print(f"  minutes rebuilt: {built}")
-            with db.engine.begin() as conn:
-                conn.execute(text("UPDATE rollup_cursors SET watermark = now()"))
-                conn.execute(text("UPDATE spans SET received_at = now() - interval '1 hour'"))
-                conn.execute(text("UPDATE evaluations SET created_at = now() - interval '1 hour'"))
             with timed("fill: one more minute of requests"):
                 now = datetime.now(UTC)
                 with db.engine.begin() as conn:
@@ -222,6 +222,7 @@ def main() -> None:
                                     "spacing": 0.6,
                                     "lo": args.requests,
                                     "hi": args.requests + 100,
+                                    "stored": now,
                                 },
                             )
             started = time.perf_counter()

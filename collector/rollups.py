@@ -303,6 +303,15 @@ async def refresh(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     return {source.name: await refresh_source(conn, source) for source in SOURCES}
 
 
+async def refresh_database(db: Database) -> dict[str, int]:
+    """One pass on a connection of its own."""
+    conn = await db.connect_raw()
+    try:
+        return await refresh(conn)
+    finally:
+        await conn.close()
+
+
 class RollupRefresher(LeaderPoller):
     """Refreshes the rollups every ``interval_s`` while this collector leads."""
 
@@ -322,11 +331,7 @@ class RollupRefresher(LeaderPoller):
 
     async def round(self) -> None:
         started = time.monotonic()
-        conn = await self.db.connect_raw()
-        try:
-            rebuilt = await refresh(conn)
-        finally:
-            await conn.close()
+        rebuilt = await refresh_database(self.db)
         for source, minutes in rebuilt.items():
             self.metrics.rollup_minutes.labels(source=source).inc(minutes)
         self.metrics.rollup_seconds.observe(time.monotonic() - started)

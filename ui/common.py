@@ -139,8 +139,13 @@ def fmt_pct(ratio: float | None) -> str:
     return "-" if ratio is None or pd.isna(ratio) else f"{100 * ratio:.1f} %"
 
 
-def fmt_rate(value: float | None, unit: str) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:,.2f} {unit}"
+def fmt_rate(per_s: float | None, noun: str) -> str:
+    """A rate per second; per minute when under 0.1/s (a quiet hour is not "0.00/s")."""
+    if per_s is None or pd.isna(per_s):
+        return "-"
+    return (
+        f"{per_s:,.2f} {noun}/s" if per_s >= 0.1 or per_s == 0 else f"{per_s * 60:.2f} {noun}/min"
+    )
 
 
 def change(now: float | None, before: float | None) -> str | None:

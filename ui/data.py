@@ -226,13 +226,20 @@ def worst_scored(conn: Connection, w: Window, limit: int = 20) -> pd.DataFrame:
     return frame(
         conn,
         f"""
-        SELECT e.created_at AS scored_at, e.evaluator, e.score, e.label, e.explanation,
-               q.model, q.trace_id, left(q.completion, 300) AS completion
-        FROM evaluations AS e
-        JOIN llm_requests AS q ON q.trace_id = e.trace_id AND q.span_id = e.span_id
-        WHERE e.created_at >= :lo AND e.created_at < :hi AND e.flagged
-          AND {MODELS.format(col="q.model")}
-        ORDER BY e.score DESC, e.created_at DESC LIMIT :limit
+        WITH worst AS (
+            SELECT e.created_at AS scored_at, e.evaluator, e.score, e.label, e.explanation,
+                   s.model, e.trace_id, e.span_id
+            FROM evaluations AS e
+            JOIN spans AS s ON s.trace_id = e.trace_id AND s.span_id = e.span_id
+            WHERE e.created_at >= :lo AND e.created_at < :hi AND e.flagged
+              AND {MODELS.format(col="s.model")}
+            ORDER BY e.score DESC, e.created_at DESC LIMIT :limit
+        )
+        SELECT w.scored_at, w.evaluator, w.score, w.label, w.explanation, w.model, w.trace_id,
+               left(q.completion, 300) AS completion
+        FROM worst AS w
+        LEFT JOIN llm_requests AS q ON q.trace_id = w.trace_id AND q.span_id = w.span_id
+        ORDER BY w.score DESC, w.scored_at DESC
         """,
         limit=limit,
         **w.params(),
@@ -297,7 +304,11 @@ def feedback_agreement(conn: Connection, w: Window) -> pd.DataFrame:
                count(*) FILTER (WHERE e.flagged) AS flagged,
                count(*) FILTER (WHERE NOT e.flagged) AS not_flagged
         FROM feedback AS f
-        JOIN llm_request_evaluations AS e ON e.trace_id = f.trace_id
+        JOIN LATERAL (  -- each evaluator's latest verdict on the request
+            SELECT DISTINCT ON (ev.evaluator) ev.evaluator, ev.flagged
+            FROM evaluations AS ev WHERE ev.trace_id = f.trace_id
+            ORDER BY ev.evaluator, ev.created_at DESC, ev.id DESC
+        ) AS e ON true
         WHERE f.received_at >= :lo AND f.received_at < :hi AND f.kind = 'thumbs'
         GROUP BY 1, 2 ORDER BY 1, 2
         """,

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Chart steps, finest first; a window uses the finest that gives at most MAX_POINTS points.
+# Steps under an hour read minute rollups; a day at 15-minute steps would read 1,440
+# minutes per series, so from 6 hours on charts step by the hour and read hour rollups.
 STEPS = (
     timedelta(minutes=1),
     timedelta(minutes=5),
-    timedelta(minutes=15),
     timedelta(hours=1),
     timedelta(hours=6),
     timedelta(days=1),

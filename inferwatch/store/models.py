@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     PrimaryKeyConstraint,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -56,6 +57,7 @@ class Span(Base):
             postgresql_where=text("is_llm AND status_code = 'ERROR'"),
         ),
         Index("ix_spans_llm_received_at", "received_at", postgresql_where=text("is_llm")),
+        Index("ix_spans_llm_start_time", "start_time", postgresql_where=text("is_llm")),
     )
 
     trace_id: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
@@ -123,6 +125,7 @@ class EngineSample(Base):
     __table_args__ = (
         PrimaryKeyConstraint("engine_id", "model", "time", name="pk_engine_samples"),
         Index("ix_engine_samples_model_time", "model", "time"),
+        Index("ix_engine_samples_time", "time"),
     )
 
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -393,3 +396,115 @@ class EvaluationCursor(Base):
 
     stream: Mapped[str] = mapped_column(Text, primary_key=True)
     position: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The dashboard's rollups (collector/rollups.py keeps them): per minute and per hour.
+
+
+def _rollup_args(name: str, *key: str) -> tuple[Any, ...]:
+    return (
+        PrimaryKeyConstraint("resolution", "bucket", *key, name=f"pk_{name}"),
+        CheckConstraint("resolution IN ('minute', 'hour')", name=f"ck_{name}_resolution"),
+    )
+
+
+class _Rollup:
+    resolution: Mapped[str] = mapped_column(Text)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RollupRequests(_Rollup, Base):
+    __tablename__ = "rollup_requests"
+    __table_args__ = _rollup_args(__tablename__, "model")
+
+    model: Mapped[str] = mapped_column(Text)
+    requests: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    ttft_ms_sum: Mapped[float | None] = mapped_column(Float)
+    ttft_count: Mapped[int | None] = mapped_column(Integer)
+    tpot_ms_sum: Mapped[float | None] = mapped_column(Float)
+    tpot_count: Mapped[int | None] = mapped_column(Integer)
+    e2e_ms_sum: Mapped[float | None] = mapped_column(Float)
+    e2e_count: Mapped[int | None] = mapped_column(Integer)
+    queue_ms_sum: Mapped[float | None] = mapped_column(Float)
+    queue_count: Mapped[int | None] = mapped_column(Integer)
+    prefill_ms_sum: Mapped[float | None] = mapped_column(Float)
+    prefill_count: Mapped[int | None] = mapped_column(Integer)
+    decode_ms_sum: Mapped[float | None] = mapped_column(Float)
+    decode_count: Mapped[int | None] = mapped_column(Integer)
+    token_cost_usd: Mapped[float] = mapped_column(Float)
+    unpriced_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupLatency(_Rollup, Base):
+    __tablename__ = "rollup_latency"
+    __table_args__ = _rollup_args(__tablename__, "metric", "model", "bin")
+
+    model: Mapped[str] = mapped_column(Text)
+    metric: Mapped[str] = mapped_column(Text)
+    bin: Mapped[int] = mapped_column(SmallInteger)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
+class RollupEvaluations(_Rollup, Base):
+    __tablename__ = "rollup_evaluations"
+    __table_args__ = _rollup_args(__tablename__, "model", "evaluator")
+
+    model: Mapped[str] = mapped_column(Text)
+    evaluator: Mapped[str] = mapped_column(Text)
+    scored: Mapped[int] = mapped_column(Integer)
+    flagged: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+
+
+class RollupGpu(_Rollup, Base):
+    __tablename__ = "rollup_gpu"
+    __table_args__ = _rollup_args(__tablename__, "host", "gpu_index")
+
+    host: Mapped[str] = mapped_column(Text)
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(Text)
+    samples: Mapped[int] = mapped_column(Integer)
+    utilization_sum: Mapped[float | None] = mapped_column(Float)
+    utilization_max: Mapped[float | None] = mapped_column(Float)
+    memory_utilization_sum: Mapped[float | None] = mapped_column(Float)
+    memory_used_max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    memory_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    power_sum_w: Mapped[float | None] = mapped_column(Float)
+    power_limit_w: Mapped[float | None] = mapped_column(Float)
+    temperature_max_c: Mapped[float | None] = mapped_column(Float)
+
+
+class RollupEngine(_Rollup, Base):
+    __tablename__ = "rollup_engine"
+    __table_args__ = _rollup_args(__tablename__, "engine_id", "model")
+
+    engine_id: Mapped[int] = mapped_column(BigInteger)
+    model: Mapped[str] = mapped_column(Text)
+    samples: Mapped[int] = mapped_column(Integer)
+    interval_s: Mapped[float] = mapped_column(Float)
+    requests_running_sum: Mapped[float | None] = mapped_column(Float)
+    requests_waiting_sum: Mapped[float | None] = mapped_column(Float)
+    requests_waiting_max: Mapped[float | None] = mapped_column(Float)
+    kv_cache_usage_sum: Mapped[float | None] = mapped_column(Float)
+    kv_cache_usage_max: Mapped[float | None] = mapped_column(Float)
+    preemptions: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[float | None] = mapped_column(Float)
+    generation_tokens: Mapped[float | None] = mapped_column(Float)
+    prefix_cache_queries: Mapped[float | None] = mapped_column(Float)
+    prefix_cache_hits: Mapped[float | None] = mapped_column(Float)
+    spec_decode_draft_tokens: Mapped[float | None] = mapped_column(Float)
+    spec_decode_accepted_tokens: Mapped[float | None] = mapped_column(Float)
+    requests_finished: Mapped[float | None] = mapped_column(Float)
+
+
+class RollupCursor(Base):
+    """How far a rollup has read its source, by the time rows were stored."""
+
+    __tablename__ = "rollup_cursors"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    watermark: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from collector.rollups import refresh
+from collector.rollups import refresh_database
 from inferwatch.store.database import Database
 from tests.seed import requests_at, store_requests
 
@@ -19,14 +19,7 @@ T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def _refresh(db: Database) -> dict[str, int]:
-    async def once() -> dict[str, int]:
-        conn = await db.connect_raw()
-        try:
-            return await refresh(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(once())
+    return asyncio.run(refresh_database(db))
 
 
 def _rows(db: Database, query: str, **params: Any) -> list[Any]:
@@ -222,12 +215,7 @@ def test_a_pass_holds_its_cursor_so_concurrent_passes_do_not_interleave(db: Data
     store_requests(db, requests_at(T0, 10))
 
     async def both() -> list[dict[str, int]]:
-        conns = [await db.connect_raw() for _ in range(2)]
-        try:
-            return list(await asyncio.gather(*(refresh(c) for c in conns)))
-        finally:
-            for c in conns:
-                await c.close()
+        return list(await asyncio.gather(refresh_database(db), refresh_database(db)))
 
     asyncio.run(both())
     (count,) = _rows(db, "SELECT sum(requests) FROM rollup_requests WHERE resolution = 'minute'")[0]

@@ -12,6 +12,18 @@ from inferwatch.store.models import Base
 
 # What each revision adds, newest first (each downgrade step removes the first entry).
 REVISIONS: list[tuple[str, set[str], set[str]]] = [
+    (
+        "0006",
+        {
+            "rollup_requests",
+            "rollup_latency",
+            "rollup_evaluations",
+            "rollup_gpu",
+            "rollup_engine",
+            "rollup_cursors",
+        },
+        {"alerts_active", "alert_history"},
+    ),
     ("0005", {"evaluation_jobs", "evaluation_cursors"}, set()),
     (
         "0004",

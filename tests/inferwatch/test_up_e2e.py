@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -114,6 +115,7 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         metrics = httpx.get(f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}/metrics").text
         assert 'rule_evaluations_total{result="ok",rule="TTFTHigh"}' in metrics
         assert 'result="error"' not in metrics
+        overview_in_a_browser(f"http://127.0.0.1:{env['INFERWATCH_UI__PORT']}")
         processes = psutil.Process(up.pid).children(recursive=True)
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=180) == 0, out.text[-4000:]
@@ -122,3 +124,31 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
             up.kill()
         hook.__exit__(None, None, None)
     assert_all_stopped(processes, home)
+
+
+def overview_in_a_browser(dashboard: str) -> None:
+    """The dashboard's Overview, in headless Chromium, shows the requests and their scores."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.browser import chromium, rendered
+
+    browser_path = chromium()
+    assert browser_path is not None, "no chromium on PATH (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            deadline = time.monotonic() + 60
+            while True:  # the rollups take the requests in within seconds
+                body = rendered(page, dashboard, ["Request rate", "Flagged: toxicity"])
+                rate = re.search(r"([0-9.]+) req/(s|min)", body)
+                if rate is not None and float(rate.group(1)) > 0:
+                    break
+                assert time.monotonic() < deadline, body
+                time.sleep(2)
+            artifacts = os.environ.get("INFERWATCH_ARTIFACTS")
+            if artifacts:
+                Path(artifacts).mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=Path(artifacts) / "e2e-overview.png", full_page=True)
+        finally:
+            browser.close()

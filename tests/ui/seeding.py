@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from collector.rollups import refresh
+from collector.rollups import refresh_database
 from inferwatch.store.database import Database
 from tests.seed import chat_texts, requests_at, store_requests
 
@@ -122,11 +122,4 @@ def seed_dashboard(db: Database, now: datetime | None = None) -> str:
 
 
 def refresh_rollups(db: Database) -> dict[str, int]:
-    async def once() -> dict[str, int]:
-        conn = await db.connect_raw()
-        try:
-            return await refresh(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(once())
+    return asyncio.run(refresh_database(db))

@@ -9,7 +9,6 @@ Playwright. Without it the test is skipped, unless ``INFERWATCH_BROWSER=required
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,19 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import sync_playwright
 
 from bench.ports import free_port
 from inferwatch.process import healthy
+from tests.ui.browser import chromium, rendered
 from tests.ui.conftest import Seeded
 from tests.ui.seeding import ANSWER
 
 READY_TIMEOUT_S = 90
-RENDER_TIMEOUT_MS = 60_000
-SETTLE_MS = 750
 # Each page: its path and texts that must be on it once it has rendered.
 PAGES = {
-    "overview": ("", ["Requests / s", "0.04 req/s", "7.5 %", "Firing alerts"]),
+    "overview": ("", ["Request rate", "2.67 req/min", "7.5 %", "Firing alerts"]),
     "latency": ("latency", ["Where the time goes", "Distribution"]),
     "cost": ("cost", ["Cost in range", "By model", "Token volumes"]),
     "quality": ("quality", ["Worst-scored answers", "Thumbs down", "Feedback against"]),
@@ -37,10 +35,6 @@ PAGES = {
     "traces": ("traces", ["The newest 160 matching requests"]),
     "alerts": ("alerts", ["Pending and firing", "Rules", "Silences"]),
 }
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -89,26 +83,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(root) / "screenshots" if root else tmp_path_factory.mktemp("screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def rendered(page: Page, url: str, expected: list[str]) -> str:
-    """Opens ``url`` and waits until ``expected`` texts are shown and the page has settled:
-    no script running, no placeholder left, and the same content twice in a row."""
-    page.goto(url)
-    for text in expected:
-        page.get_by_text(text).first.wait_for(timeout=RENDER_TIMEOUT_MS)
-    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
-    previous = None
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(SETTLE_MS)
-        busy = page.query_selector_all(
-            "[data-testid=stStatusWidget], [data-testid=stSkeleton], .stSpinner"
-        )
-        content = page.content()
-        if not busy and content == previous:
-            return page.inner_text("body")
-        previous = content
-    raise AssertionError(f"{url} did not settle in {RENDER_TIMEOUT_MS / 1000:.0f} s")
 
 
 def test_every_page_in_a_real_browser(

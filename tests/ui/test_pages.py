@@ -60,7 +60,7 @@ def test_overview(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     at = page("overview", seeded.url, monkeypatch)
     shown = metrics(at)
     # 160 requests in the last hour; every 10th of the 120 SmolLM2 requests failed.
-    assert shown["Requests / s"] == f"{160 / 3600:.2f} req/s"
+    assert shown["Request rate"] == f"{160 / 60:.2f} req/min"
     assert shown["Error rate"] == f"{100 * 12 / 160:.1f} %"
     assert shown["TTFT p99"].replace(",", "").startswith(("39", "40", "41", "42"))  # 4,000 ms ±5 %
     assert shown["Flagged: toxicity"] == f"{100 * 20 / 160:.1f} %"
@@ -74,7 +74,7 @@ def test_model_filter_changes_the_overview(seeded: Seeded, monkeypatch: pytest.M
     at = page("overview", seeded.url, monkeypatch)
     at.sidebar.multiselect(key="models").select(MODEL_B).run()
     shown = metrics(at)
-    assert shown["Requests / s"] == f"{40 / 3600:.2f} req/s"
+    assert shown["Request rate"] == f"{40 / 60:.2f} req/min"
     assert shown["Error rate"] == "0.0 %"
 
 

@@ -74,15 +74,15 @@ def render(w: Window) -> None:
     top = st.columns(4)
     _tile(
         top[0],
-        "Requests / s",
-        fmt_rate(now["requests_per_s"], "req/s"),
+        "Request rate",
+        fmt_rate(now["requests_per_s"], "req"),
         change(now["requests_per_s"], before["requests_per_s"]),
         _spark(series, "requests_per_s"),
     )
     _tile(
         top[1],
-        "Output tokens / s",
-        fmt_rate(now["output_tokens_per_s"], "tok/s"),
+        "Output token rate",
+        fmt_rate(now["output_tokens_per_s"], "tok"),
         change(now["output_tokens_per_s"], before["output_tokens_per_s"]),
         _spark(series, "output_tokens_per_s"),
     )
