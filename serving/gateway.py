@@ -320,10 +320,10 @@ class Gateway:
         except ValueError as exc:
             await self._upstream_failed(call, exc, send)
             return
-        observer = call.observer
-        if observer.first_token_at is None:
-            observer.first_token_at = finished  # non-streamed: the whole answer arrives at once
-        payload = observer.whole(payload)
+        # Non-streamed, the whole answer arrives at once: the gateway cannot see the first
+        # token, so it records no TTFT/TPOT and llm_requests takes vLLM's own (a TTFT equal
+        # to the whole latency and a TPOT of 0 would be wrong on every chart).
+        payload = call.observer.whole(payload)
         await _send_whole(send, status, orjson.dumps(payload), call.reply_headers)
         self._finish(call, "ok", finished)
 

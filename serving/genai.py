@@ -182,7 +182,7 @@ class ResponseObserver:
             index = choice.get("index", 0) if isinstance(choice.get("index"), int) else 0
             text = _choice_text(self.operation, choice, streaming)
             if text:
-                if self.first_token_at is None:
+                if streaming and self.first_token_at is None:
                     self.first_token_at = time.perf_counter()
                 self.texts.setdefault(index, []).append(text)
             if isinstance(choice.get("finish_reason"), str):

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import sidebar
+from ui.common import settings, sidebar
 from ui.panels import PAGES, refreshing
 
 st.set_page_config(page_title="InferWatch", page_icon=":material/monitoring:", layout="wide")
+if settings().database_url is None:
+    st.error(
+        "No database to read: start the dashboard with `inferwatch ui` (or `inferwatch up`), "
+        "or set INFERWATCH_DATABASE_URL."
+    )
+    st.stop()
 navigation = st.navigation(
     [
         st.Page(refreshing(p), title=p.TITLE, icon=p.ICON, url_path=p.PATH, default=i == 0)

@@ -43,11 +43,7 @@ def settings() -> Settings:
 @st.cache_resource
 def engine() -> Engine:
     url = settings().database_url
-    if url is None:
-        raise RuntimeError(
-            "no database: start the dashboard with `inferwatch ui` (or `inferwatch up`), "
-            "or set INFERWATCH_DATABASE_URL"
-        )
+    assert url is not None, "ui/app.py stops before any query without a database"
     options = f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}"
     return create_engine(sqlalchemy_url(url), pool_pre_ping=True, connect_args={"options": options})
 

@@ -157,3 +157,10 @@ def test_alerts(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_empty_states(db_url: str, monkeypatch: pytest.MonkeyPatch, path: str, says: str) -> None:
     at = page(path, db_url, monkeypatch)
     assert says in texts(at)
+
+
+def test_without_a_database_the_app_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INFERWATCH_DATABASE_URL", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert "start the dashboard with `inferwatch ui`" in at.error[0].value

@@ -135,7 +135,7 @@ def render(w: Window) -> None:
         rate_before = theirs["flagged"].sum() / theirs["scored"].sum() if not theirs.empty else None
         _tile(
             column,
-            f"Flagged: {evaluator}",
+            f"Flagged: {evaluator.removeprefix('hallucination-')}",
             fmt_pct(rate),
             change(rate, rate_before),
             _spark(mine, "flagged_rate"),
