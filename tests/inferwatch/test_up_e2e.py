@@ -1,7 +1,8 @@
 """The README's first command, with the real model: `inferwatch up` on a fresh home serves
 SmolLM2 on vLLM CPU, requests through the gateway land in SQL and are scored (toxicity;
 grounding and the LLM judge, on vLLM itself, for the one with context), a tight alert
-rule notifies a webhook, and Ctrl-C stops it all.
+rule notifies a webhook, `inferwatch demo` runs with its feedback linked, the dashboard's
+Overview shows it all in headless Chromium, and Ctrl-C stops it all.
 
 Marked e2e (needs `scripts/install-cpu.sh`); the prepared model is reused from
 ``INFERWATCH_E2E_HOME`` to save its preparation, the database is new."""
@@ -115,6 +116,18 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         metrics = httpx.get(f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}/metrics").text
         assert 'rule_evaluations_total{result="ok",rule="TTFTHigh"}' in metrics
         assert 'result="error"' not in metrics
+        # A short demo: its requests land in SQL and its feedback links to them.
+        demo = inferwatch(
+            "demo", "--duration", "30", "--rate", "0.5", "--max-tokens", "24", "--seed", "1",
+            env=env, timeout=300,
+        )  # fmt: skip
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert int(count(env, "SELECT count(*) FROM llm_requests")) > 2
+        linked = "SELECT count(*) FROM llm_request_feedback"
+        deadline = time.monotonic() + 60
+        while int(count(env, linked)) == 0:
+            assert time.monotonic() < deadline, demo.stdout
+            time.sleep(2)
         overview_in_a_browser(f"http://127.0.0.1:{env['INFERWATCH_UI__PORT']}")
         processes = psutil.Process(up.pid).children(recursive=True)
         up.send_signal(signal.SIGINT)
@@ -142,7 +155,8 @@ def overview_in_a_browser(dashboard: str) -> None:
             while True:  # the rollups take the requests in within seconds
                 body = rendered(page, dashboard, ["Request rate", "Flagged: toxicity"])
                 rate = re.search(r"([0-9.]+) req/(s|min)", body)
-                if rate is not None and float(rate.group(1)) > 0:
+                thumbs = re.search(r"Thumbs up[^%]{0,40}?([0-9.]+) %", body)
+                if rate is not None and float(rate.group(1)) > 0 and thumbs is not None:
                     break
                 assert time.monotonic() < deadline, body
                 time.sleep(2)
@@ -152,3 +166,9 @@ def overview_in_a_browser(dashboard: str) -> None:
                 page.screenshot(path=Path(artifacts) / "e2e-overview.png", full_page=True)
         finally:
             browser.close()
+
+
+def count(env: dict[str, str], query: str) -> str:
+    done = inferwatch("sql", query, "-f", "csv", env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[1]
