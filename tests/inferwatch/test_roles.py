@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from inferwatch.store.database import Database, libpq_url
 from inferwatch.store.roles import grant_readonly
+from tests.inferwatch.cli_helpers import cli_env, inferwatch
 from tests.seed import requests_at, store_requests
 
 
@@ -42,3 +44,17 @@ def test_a_readonly_role_reads_and_cannot_write(db: Database) -> None:
         conn.execute("SET default_transaction_read_only = off")  # even then: no privilege
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM spans")
+
+
+def test_the_command(db_url: str, tmp_path: Path) -> None:
+    user = f"ro_{uuid.uuid4().hex[:8]}"
+    env = cli_env(tmp_path / "home", db_url)
+    missing = inferwatch("db", "grant-readonly", user, "--password-env", "RO_PASSWORD", env=env)
+    assert missing.returncode == 2
+    assert "RO_PASSWORD is not set" in missing.stderr
+    env["RO_PASSWORD"] = "s3cret"
+    created = inferwatch("db", "grant-readonly", user, "--password-env", "RO_PASSWORD", env=env)
+    assert created.returncode == 0, created.stderr
+    assert f"created read-only role {user}" in created.stderr
+    again = inferwatch("db", "grant-readonly", user, env=env)
+    assert f"updated read-only role {user}" in again.stderr
