@@ -2,7 +2,8 @@
 SmolLM2 on vLLM CPU, requests through the gateway land in SQL and are scored (toxicity;
 grounding and the LLM judge, on vLLM itself, for the one with context), a tight alert
 rule notifies a webhook, `inferwatch demo` runs with its feedback linked, the dashboard's
-Overview shows it all in headless Chromium, and Ctrl-C stops it all.
+Overview shows it all in headless Chromium, and Ctrl-C stops it all; `up` again on the
+same home finds the data and does not notify the alert again.
 
 Marked e2e (needs `scripts/install-cpu.sh`); the prepared model is reused from
 ``INFERWATCH_E2E_HOME`` to save its preparation, the database is new."""
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from tests.alerting.receivers import webhook_recorder, webhook_route
 from tests.collector.conftest import wait_for
 from tests.e2e import E2E
 from tests.inferwatch.cli_helpers import free_port, inferwatch
-from tests.inferwatch.test_up import assert_all_stopped, start_up, up_env
+from tests.inferwatch.test_up import Output, assert_all_stopped, start_up, up_env
 from tests.servers import ServerThread
 
 pytestmark = E2E
@@ -129,13 +131,33 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, demo.stdout
             time.sleep(2)
         overview_in_a_browser(f"http://127.0.0.1:{env['INFERWATCH_UI__PORT']}")
-        processes = psutil.Process(up.pid).children(recursive=True)
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=180) == 0, out.text[-4000:]
+        stored = count(env, "SELECT count(*) FROM llm_requests")
+        stop(up, out, home)
+
+        # Up again on the same home: the data is still there, the alert still fires,
+        # and it is not notified a second time.
+        up, out = start_up(env)
+        out.wait_for("InferWatch is up", timeout=900)
+        assert count(env, "SELECT count(*) FROM llm_requests") == stored
+        time.sleep(5)  # several evaluations of the rules
+        served = "SELECT count(*) FROM alert_events WHERE rule = 'Served' AND to_state = 'firing'"
+        assert count(env, served) == "1"
+        notified_served = [
+            n for n in notified if any(a["labels"]["alertname"] == "Served" for a in n["alerts"])
+        ]
+        assert len(notified_served) == 1, notified_served
+        stop(up, out, home)
     finally:
         if up.poll() is None:
             up.kill()
         hook.__exit__(None, None, None)
+
+
+def stop(up: subprocess.Popen[str], out: Output, home: Path) -> None:
+    """Ctrl-C: everything stops, nothing is left running, the database shut down cleanly."""
+    processes = psutil.Process(up.pid).children(recursive=True)
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=180) == 0, out.text[-4000:]
     assert_all_stopped(processes, home)
 
 
