@@ -46,10 +46,11 @@ class RunFile:
     pid: int
     services: dict[str, str]
     database: str
-    # Health URLs that are not ``{url}/readyz`` (the dashboard's is Streamlit's own).
+    # Each service's readiness URL (the dashboard's is Streamlit's own, not /readyz).
     health: dict[str, str] = field(default_factory=dict)
 
     def health_url(self, name: str) -> str:
+        # A run file written before health URLs were recorded: they were all /readyz.
         return self.health.get(name, f"{self.services[name]}/readyz")
 
     @staticmethod
@@ -145,8 +146,19 @@ def run(
     if vllm_url is not None:
         env["INFERWATCH_COLLECTOR__ENGINES"] = json.dumps([*cfg_c.engines, vllm_url])
     me = [sys.executable, "-m", "inferwatch.cli"]
-    services = [Service("collector", [*me, "collector"], f"{collector_url}/readyz")]
-    urls = {"collector": collector_url}
+    services: list[Service] = []
+    urls: dict[str, str] = {}  # what the status table and the run file call each service
+    health: dict[str, str] = {}
+
+    def add(key: str, url: str, service: Service) -> None:
+        services.append(service)
+        urls[key], health[key] = url, service.health_url
+
+    add(
+        "collector",
+        collector_url,
+        Service("collector", [*me, "collector"], f"{collector_url}/readyz"),
+    )
     gateway_url = f"http://{cfg_s.host}:{cfg_s.port}"
     bundled = serve_model and vllm_url is None
     model = settings.model
@@ -158,24 +170,23 @@ def run(
                 raise UpError(str(exc), 2) from None
         env["INFERWATCH_MODEL"] = model
         ready_s = cfg_s.vllm_start_timeout_s + 60
-        services.append(Service("serve", [*me, "serve"], f"{gateway_url}/readyz", ready_s, 60.0))
-        urls["gateway"] = gateway_url
+        serve = Service("serve", [*me, "serve"], f"{gateway_url}/readyz", ready_s, 60.0)
+        add("gateway", gateway_url, serve)
     if evaluate:
         cfg_e = settings.evaluators
         evaluators_url = f"http://{cfg_e.host}:{cfg_e.port}"
-        services.append(Service("evaluate", [*me, "evaluate"], f"{evaluators_url}/readyz"))
-        urls["evaluators"] = evaluators_url
+        add(
+            "evaluators",
+            evaluators_url,
+            Service("evaluate", [*me, "evaluate"], f"{evaluators_url}/readyz"),
+        )
     alerts_url = f"http://{cfg_a.host}:{cfg_a.port}"
     if alerts:
-        services.append(Service("alerts", [*me, "alerts"], f"{alerts_url}/readyz"))
-        urls["alerts"] = alerts_url
-    health: dict[str, str] = {}
+        add("alerts", alerts_url, Service("alerts", [*me, "alerts"], f"{alerts_url}/readyz"))
     if ui:
         cfg_u = settings.ui
         ui_url = f"http://{cfg_u.host}:{cfg_u.port}"
-        health["dashboard"] = f"{ui_url}/_stcore/health"
-        services.append(Service("dashboard", [*me, "ui"], health["dashboard"]))
-        urls["dashboard"] = ui_url
+        add("dashboard", ui_url, Service("dashboard", [*me, "ui"], f"{ui_url}/_stcore/health"))
     supervisor = Supervisor(services, env, out)
     last_said = [0.0]
 
