@@ -148,13 +148,9 @@ def rollups(db: Database) -> dict[str, int]:
 
 def _page_script(path: str) -> None:
     """One page as ui/app.py runs it."""
-    import streamlit as st
+    from ui.panels import run_page
 
-    from ui.common import sidebar
-    from ui.panels import PAGES, refreshing
-
-    st.session_state["filters"], st.session_state["refresh_s"] = sidebar()
-    refreshing(next(p for p in PAGES if path == p.PATH))()
+    run_page(path)
 
 
 def page_query_seconds(path: str, choice: str) -> float:

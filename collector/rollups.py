@@ -11,12 +11,11 @@ the collector's leader runs one every ``interval_s``, under a row lock on the
 cursor, so two never interleave.
 
 Percentiles come from the latency histograms (``rollup_latency``, bins of
-``latency_bin()``, within 5 % of the exact value): ``ui/rollups.py`` reads them.
+``latency_bin()``, within 5 % of the exact value): ``ui/data.py`` reads them.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +26,6 @@ import psycopg
 from collector.metrics import CollectorMetrics
 from inferwatch.leader import LeaderPoller, Leadership
 from inferwatch.store.database import Database
-
-log = logging.getLogger(__name__)
 
 # Rows committed this long after their transaction started are still picked up.
 OVERLAP = timedelta(seconds=30)

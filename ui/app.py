@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import settings, sidebar
-from ui.panels import PAGES, refreshing
+from ui.common import settings
+from ui.panels import PAGES, refreshing, with_sidebar
 
 st.set_page_config(page_title="InferWatch", page_icon=":material/monitoring:", layout="wide")
 if settings().database_url is None:
@@ -24,5 +24,5 @@ navigation = st.navigation(
         for i, p in enumerate(PAGES)
     ]
 )
-st.session_state["filters"], st.session_state["refresh_s"] = sidebar()
+with_sidebar()
 navigation.run()

@@ -18,7 +18,6 @@ from sqlalchemy import Connection, text
 from ui.window import Window
 
 PERCENTILES = (0.5, 0.95, 0.99)
-LATENCY_METRICS = ("ttft", "tpot", "e2e", "queue")
 TRACE_LIMIT = 200
 
 MODELS = "(cardinality(CAST(:models AS text[])) = 0 OR {col} = ANY(CAST(:models AS text[])))"

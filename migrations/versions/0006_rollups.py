@@ -22,7 +22,6 @@ RESOLUTION_CHECK = "resolution IN ('minute', 'hour')"
 # Latency histograms use log-spaced bins: bin 0 holds values under 0.1 ms, bin b >= 1
 # holds [0.1 * 1.1^(b-1), 0.1 * 1.1^b) ms, the last bin (200, from about 5 hours) holds
 # everything longer. A percentile read from the bins is within 5 % of the true value.
-# ui/rollups.py mirrors these constants.
 LATENCY_FUNCTIONS = """
 CREATE FUNCTION latency_bin(ms double precision) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

@@ -18,13 +18,9 @@ TIMEOUT_S = 60
 
 def _page_script(path: str) -> None:
     """What ui/app.py does for one page (AppTest cannot switch between callable pages)."""
-    import streamlit as st
+    from ui.panels import run_page
 
-    from ui.common import sidebar
-    from ui.panels import PAGES, refreshing
-
-    st.session_state["filters"], st.session_state["refresh_s"] = sidebar()
-    refreshing(next(p for p in PAGES if path == p.PATH))()
+    run_page(path)
 
 
 def page(path: str, url: str, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:

@@ -7,7 +7,7 @@ from types import ModuleType
 
 import streamlit as st
 
-from ui.common import Filters
+from ui.common import Filters, sidebar
 from ui.panels import alerts, cost, gpu, latency, overview, quality, traces
 
 PAGES: list[ModuleType] = [overview, latency, cost, quality, gpu, traces, alerts]
@@ -28,3 +28,15 @@ def refreshing(page: ModuleType) -> Callable[[], None]:
 
     run.__name__ = f"page_{page.PATH}"
     return run
+
+
+def with_sidebar() -> None:
+    """Renders the sidebar and keeps its choices where ``refreshing`` pages read them."""
+    st.session_state["filters"], st.session_state["refresh_s"] = sidebar()
+
+
+def run_page(path: str) -> None:
+    """One page with the sidebar, as ui/app.py runs it (for AppTest, which cannot switch
+    between callable pages, and the dashboard benchmark)."""
+    with_sidebar()
+    refreshing(next(p for p in PAGES if path == p.PATH))()

@@ -74,8 +74,8 @@ def detail(trace_id: str) -> None:
     if spans.empty:
         st.warning(f"No spans stored for trace {trace_id}.")
         return
-    if not request.empty:
-        r = request.iloc[0]
+    r = None if request.empty else request.iloc[0]
+    if r is not None:
         st.caption(f"{r['model']}, started {r['started_at']:%Y-%m-%d %H:%M:%S} UTC")
         first, second = st.columns(3), st.columns(3)
         first[0].metric("Status", str(r["status"]), border=True)
@@ -91,8 +91,7 @@ def detail(trace_id: str) -> None:
         if r["error"]:
             st.error(f"Error: {r['error']}")
     waterfall(spans)
-    if not request.empty:
-        r = request.iloc[0]
+    if r is not None:
         left, right = st.columns(2)
         with left:
             st.markdown("**Prompt** (as captured, after redaction)")
@@ -125,15 +124,13 @@ def detail(trace_id: str) -> None:
         st.caption("No feedback on this answer.")
     else:
         st.dataframe(feedback, hide_index=True)
-    if not request.empty and pd.notna(request.iloc[0]["engine_requests_running"]):
-        r = request.iloc[0]
+    if r is not None and pd.notna(r["engine_requests_running"]):
         st.markdown(
             f"**Engine when it started**: {r['engine_requests_running']:.0f} running, "
             f"{r['engine_requests_waiting']:.0f} waiting, KV cache "
             f"{100 * r['engine_kv_cache_usage']:.0f} % used"
         )
-    if not request.empty and pd.notna(request.iloc[0]["gpu_utilization_mean"]):
-        r = request.iloc[0]
+    if r is not None and pd.notna(r["gpu_utilization_mean"]):
         st.markdown(
             f"**GPU during the request**: {r['gpu_utilization_mean']:.0f} % busy on average, "
             f"{r['gpu_utilization_max']:.0f} % at most"
