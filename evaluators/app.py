@@ -16,8 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from evaluators.base import Evaluator
 from evaluators.metrics import EvaluatorMetrics
-from evaluators.sampling import Policy
-from evaluators.worker import Sampler, Worker, utc_now
+from evaluators.worker import Sampler, Worker, policy_for, utc_now
 from inferwatch.daemon import running
 from inferwatch.leader import EVALUATION_SAMPLER, Leadership
 from inferwatch.service import add_service_routes
@@ -35,13 +34,7 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     metrics = EvaluatorMetrics(registry if registry is not None else CollectorRegistry())
-    budgets = {e.name: e.budget_per_minute for e in evaluators if e.budget_per_minute}
-    policy = Policy(
-        tuple(e.name for e in evaluators),
-        settings.base_rate,
-        settings.rates,
-        {**budgets, **settings.budgets_per_minute},
-    )
+    policy = policy_for(evaluators, settings)
     leadership = Leadership(db.connect_raw, lock_key=EVALUATION_SAMPLER, role="evaluation sampling")
     sampler = Sampler(db, policy, metrics, leadership, interval_s=settings.poll_s, clock=clock)
     worker = Worker(db, evaluators, metrics, settings, clock=clock)

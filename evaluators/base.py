@@ -31,6 +31,8 @@ class Record:
     prompt: str | None = None
     completion: str | None = None
     context: str | None = None
+    # The chat messages as sent (role, text), for evaluators that ask the model again.
+    messages: list[dict[str, str]] = field(default_factory=list)
     logprobs: dict[str, float] = field(default_factory=dict)
 
     def has(self, needed: Input) -> bool:

@@ -26,13 +26,13 @@ def evaluate(
     import uvicorn
 
     from evaluators.app import create_app
-    from evaluators.registry import select, shipped
+    from evaluators.registry import configured
     from inferwatch.store.migrate import SchemaError, require_current_schema
 
     with command_database(sigterm_exit_code=0) as (settings, db):
         cfg = settings.evaluators
         try:
-            chosen = select(cfg.enabled, shipped(cfg, settings.serving.upstream_url))
+            chosen = configured(cfg, settings.serving.upstream_url)
             require_current_schema(db.engine)
         except (ValueError, SchemaError) as exc:
             raise fail(str(exc), 2) from None
@@ -69,7 +69,11 @@ def score(
     evaluator: Annotated[str, typer.Option(help="The evaluator's name.")],
     input_file: Annotated[
         Path,
-        typer.Option("--input", help="JSON lines with completion (prompt, context, logprobs)."),
+        typer.Option(
+            "--input",
+            help="JSON lines with completion; optional prompt, context, and logprobs "
+            "(the answer's token log-probabilities, or the gateway's summary of them).",
+        ),
     ],
     output: Annotated[
         Path | None, typer.Option(help="Where to write the scored lines (default: stdout).")
@@ -77,6 +81,7 @@ def score(
 ) -> None:
     """Score a JSON-lines file offline: each record comes back with score, label and evidence."""
     from evaluators.base import Record
+    from evaluators.confidence import summary
     from evaluators.registry import select, shipped
     from inferwatch.settings import Settings
 
@@ -102,7 +107,7 @@ def score(
                 prompt=_text(item, "prompt"),
                 completion=_text(item, "completion"),
                 context=_text(item, "context"),
-                logprobs={k: float(v) for k, v in (item.get("logprobs") or {}).items()},
+                logprobs=summary(item.get("logprobs") or {}),
             )
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
             raise fail(f"{input_file}:{number}: {exc}", 2) from None

@@ -45,10 +45,15 @@ def _normal(token: str) -> str:
     return token.replace(",", "") if token[0].isdigit() else token.lower()
 
 
+def words(text: str) -> list[tuple[str, int, int]]:
+    """The normalised words and numbers of ``text``, with their character offsets."""
+    return [(_normal(m.group()), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
 def support(answer: str, reference: str) -> tuple[float, list[dict[str, Any]]]:
     """The answer's risk in [0, 1] and the evidence: unsupported spans, numbers and names."""
-    spans = [(_normal(m.group()), m.start(), m.end()) for m in _TOKEN.finditer(answer)]
-    ref = [_normal(t) for t in _TOKEN.findall(reference)]
+    spans = words(answer)
+    ref = [t for t, _, _ in words(reference)]
     # Pairs match in either order: answers turn questions round ("is Acme" → "Acme is").
     ref_pairs = {frozenset(p) for p in itertools.pairwise(ref)}
     ref_stems, ref_numbers = {stem(t) for t in ref}, {t for t in ref if t[0].isdigit()}

@@ -5,21 +5,18 @@ context, and the reply is constrained to ``yes`` or ``no`` (vLLM's
 ``structured_outputs`` choice; other servers ignore it and the reply is read
 as text). The score is the probability the judge gives ``no``, read from the
 first token's log-probabilities (yes and no summed over case and spacing
-variants). It defaults to the bundled vLLM, called directly rather than
-through the gateway so that judging is not itself traced and judged. It is
+variants). It defaults to the bundled vLLM, called untraced (``endpoint``). It is
 off by default: on CPU each verdict costs a prefill of the whole context.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
-import openai
-
 from evaluators.base import Input, Record, Result
+from evaluators.endpoint import Endpoint, concurrently, untraced
 
 THRESHOLD = 0.5
 MAX_CONTEXT_CHARS = 6000
@@ -68,10 +65,7 @@ class JudgeEvaluator:
         threshold: float = THRESHOLD,
     ) -> None:
         self.base_url, self.enabled, self.threshold = base_url, enabled, threshold
-        self._model = model
-        self.client = openai.OpenAI(
-            base_url=base_url, api_key="-", timeout=timeout_s, max_retries=1
-        )
+        self.endpoint = Endpoint(base_url, model=model, timeout_s=timeout_s)
 
     def unavailable(self) -> str | None:
         if not self.enabled:
@@ -80,12 +74,10 @@ class JudgeEvaluator:
 
     @property
     def model(self) -> str:
-        if self._model is None:  # the endpoint's first model, asked once
-            self._model = self.client.models.list().data[0].id
-        return self._model
+        return self.endpoint.model
 
     def score(self, records: Sequence[Record]) -> list[Result]:
-        return [self._judge(r) for r in records]
+        return concurrently(self._judge, records)
 
     def _judge(self, record: Record) -> Result:
         prompt = TEMPLATE.format(
@@ -93,7 +85,7 @@ class JudgeEvaluator:
             question=record.prompt or "",
             answer=record.completion or "",
         )
-        reply = self.client.chat.completions.create(
+        reply = self.endpoint.client.chat.completions.create(
             model=self.model,
             messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
             max_tokens=1,
@@ -101,9 +93,7 @@ class JudgeEvaluator:
             logprobs=True,
             top_logprobs=10,
             extra_body={"structured_outputs": {"choice": ["yes", "no"]}},
-            # An unsampled trace context: vLLM records no span for the judge's own call, so
-            # judging never shows up as traffic (its sampler follows the parent's flag).
-            extra_headers={"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"},
+            extra_headers=untraced(),  # judging never shows up as traffic
         )
         choice = reply.choices[0]
         said = (choice.message.content or "").strip().lower()

@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evaluators.base import Evaluator
+from evaluators.confidence import ConfidenceEvaluator
+from evaluators.consistency import SelfConsistencyEvaluator
+from evaluators.crossencoder import CrossEncoderEvaluator
 from evaluators.grounding import GroundingEvaluator
 from evaluators.judge import JudgeEvaluator
 from evaluators.toxicity import ToxicityEvaluator
@@ -13,13 +16,24 @@ from inferwatch.settings import EvaluatorSettings
 
 
 def shipped(settings: EvaluatorSettings, vllm_url: str) -> list[Evaluator]:
-    """Every evaluator, configured; ``vllm_url`` is the bundled vLLM (the judge's default)."""
-    judge = JudgeEvaluator(
-        settings.judge_url or f"{vllm_url.rstrip('/')}/v1",
-        model=settings.judge_model,
-        enabled=settings.judge,
-    )
-    return [ToxicityEvaluator(), GroundingEvaluator(), judge]
+    """Every evaluator, configured; ``vllm_url`` is the bundled vLLM, the default endpoint of
+    the evaluators that call a model."""
+    bundled = f"{vllm_url.rstrip('/')}/v1"
+    return [
+        ToxicityEvaluator(),
+        ConfidenceEvaluator(),
+        GroundingEvaluator(),
+        SelfConsistencyEvaluator(
+            settings.consistency_url or bundled,
+            model=settings.consistency_model,
+            enabled=settings.consistency,
+            samples=settings.consistency_samples,
+        ),
+        JudgeEvaluator(
+            settings.judge_url or bundled, model=settings.judge_model, enabled=settings.judge
+        ),
+        CrossEncoderEvaluator(settings.cross_encoder_path),
+    ]
 
 
 @dataclass(frozen=True)
@@ -45,3 +59,31 @@ def select(enabled: Sequence[str], evaluators: Sequence[Evaluator]) -> list[Eval
             raise ValueError(f"evaluator {name} cannot run here: {by_name[name].problem}")
     wanted = set(enabled) or set(by_name)
     return [a.evaluator for a in found if a.evaluator.name in wanted and a.problem is None]
+
+
+def turned_on(settings: EvaluatorSettings) -> list[str]:
+    """The evaluators that are off unless configured, and that these settings turn on."""
+    return [
+        name
+        for name, on in (
+            (SelfConsistencyEvaluator.name, settings.consistency),
+            (JudgeEvaluator.name, settings.judge),
+            (CrossEncoderEvaluator.name, settings.cross_encoder_path is not None),
+        )
+        if on and (not settings.enabled or name in settings.enabled)
+    ]
+
+
+def configured(settings: EvaluatorSettings, vllm_url: str) -> list[Evaluator]:
+    """What a worker runs with these settings: ``select`` over ``shipped``, and an error too
+    for an evaluator the settings turn on that cannot run here (a bad model directory must
+    not be skipped in silence)."""
+    evaluators = shipped(settings, vllm_url)
+    chosen = select(settings.enabled, evaluators)
+    problems = {a.evaluator.name: a.problem for a in survey(evaluators)}
+    for name in turned_on(settings):
+        if problems[name] is not None:
+            raise ValueError(
+                f"evaluator {name} is configured but cannot run here: {problems[name]}"
+            )
+    return chosen

@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
-from evaluators import queue
+from evaluators import confidence, queue
 from evaluators.base import Evaluator, Record, Result
+from evaluators.endpoint import CONCURRENCY
 from evaluators.metrics import EvaluatorMetrics
 from evaluators.sampling import Policy
 from inferwatch.daemon import Daemon
@@ -39,6 +40,8 @@ SETTLE = timedelta(seconds=10)
 OVERLAP = timedelta(seconds=30)
 FIRST_LOOKBACK = timedelta(hours=1)
 MAX_ROWS_PER_ROUND = 5000
+# Jobs of evaluators that call a model (not cheap), claimed at once: one round of calls.
+COSTLY_BATCH = CONCURRENCY
 
 NEW_REQUESTS = text(
     """
@@ -85,47 +88,99 @@ def utc_now() -> datetime:
 DOCUMENT_WORDS = 60
 
 
-def context_of(messages_json: str | None) -> str | None:
-    """The text a request supplied besides its last question: system, tool and earlier
-    turns, and the last question itself when it is document-length."""
+def chat_messages(messages_json: str | None) -> list[dict[str, str]]:
+    """The captured ``gen_ai.input.messages`` as OpenAI chat messages (role, text content);
+    empty when nothing was captured or it cannot be read."""
     if not messages_json:
-        return None
+        return []
     try:
         messages = orjson.loads(messages_json)
     except orjson.JSONDecodeError:
-        return None
-    texts = []
-    last_user = max(
-        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"),
-        default=-1,
-    )
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") == "assistant":
+        return []
+    out = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
             continue
         parts = [
             p["content"]
             for p in message.get("parts") or []
             if isinstance(p, dict) and isinstance(p.get("content"), str)
         ]
-        if i != last_user or len(" ".join(parts).split()) >= DOCUMENT_WORDS:
-            texts += parts
+        if parts:
+            out.append({"role": str(message.get("role", "user")), "content": "\n".join(parts)})
+    return out
+
+
+def context_of(messages: Sequence[Mapping[str, str]]) -> str | None:
+    """The text a request supplied besides its last question: system, tool and earlier
+    turns, and the last question itself when it is document-length."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    texts = [
+        m["content"]
+        for i, m in enumerate(messages)
+        if m["role"] != "assistant"
+        and (i != last_user or len(m["content"].split()) >= DOCUMENT_WORDS)
+    ]
     return "\n".join(texts) or None
 
 
 def record_of(row: Mapping[str, Any]) -> Record:
-    logprobs = {
-        key: float(row[key])
-        for key in ("logprob_mean", "logprob_min", "low_confidence_share", "logprob_tokens")
-        if row[key] is not None
-    }
+    logprobs = {key: float(row[key]) for key in confidence.KEYS if row[key] is not None}
+    messages = chat_messages(row["messages"])
     return Record(
         trace_id=row["trace_id"],
         span_id=row["span_id"],
         model=row["model"],
         prompt=row["prompt"],
         completion=row["completion"],
-        context=context_of(row["messages"]),
+        context=context_of(messages),
+        messages=messages,
         logprobs=logprobs,
+    )
+
+
+async def within_budgets(
+    s: Any,
+    policy: Policy,
+    metrics: EvaluatorMetrics,
+    jobs: list[tuple[str, str, str, str]],
+    now: datetime,
+) -> list[tuple[str, str, str, str]]:
+    """The jobs that fit each evaluator's per-minute budget (jobs queued in the last minute
+    count against it); the rest are counted as over budget and dropped."""
+    budgets = policy.budgets_per_minute or {}
+    if not budgets:
+        return jobs
+    used = dict(
+        (
+            await s.execute(
+                text(
+                    "SELECT evaluator, count(*) FROM evaluation_jobs"
+                    " WHERE evaluator = ANY(:e) AND created_at > :since GROUP BY evaluator"
+                ),
+                {"e": list(budgets), "since": now - timedelta(minutes=1)},
+            )
+        ).all()
+    )
+    kept = []
+    for job in jobs:
+        if policy.within_budget(job[2], used.get(job[2], 0)):
+            used[job[2]] = used.get(job[2], 0) + 1
+            kept.append(job)
+        else:
+            metrics.over_budget.labels(job[2]).inc()
+    return kept
+
+
+def policy_for(evaluators: Sequence[Evaluator], settings: EvaluatorSettings) -> Policy:
+    """Which evaluators score what: the settings' rates, the evaluators' budgets unless the
+    settings set their own."""
+    budgets = {e.name: e.budget_per_minute for e in evaluators if e.budget_per_minute}
+    return Policy(
+        tuple(e.name for e in evaluators),
+        settings.base_rate,
+        settings.rates,
+        {**budgets, **settings.budgets_per_minute},
     )
 
 
@@ -178,7 +233,7 @@ class Sampler(LeaderPoller):
                     (trace_id, span_id, e, "negative_feedback") for e in self.policy.evaluators
                 ]
             positions["feedback"] = feedback[-1][2] if len(feedback) == MAX_ROWS_PER_ROUND else now
-            jobs = await self._within_budgets(s, jobs, now)
+            jobs = await within_budgets(s, self.policy, self.metrics, jobs, now)
             queued = await queue.enqueue(s, jobs, now)
             for stream, position in positions.items():
                 await s.execute(
@@ -190,32 +245,6 @@ class Sampler(LeaderPoller):
                 )
         self.metrics.jobs_queued.inc(queued)
         return queued
-
-    async def _within_budgets(
-        self, s: Any, jobs: list[tuple[str, str, str, str]], now: datetime
-    ) -> list[tuple[str, str, str, str]]:
-        budgets = self.policy.budgets_per_minute or {}
-        if not budgets:
-            return jobs
-        used = dict(
-            (
-                await s.execute(
-                    text(
-                        "SELECT evaluator, count(*) FROM evaluation_jobs"
-                        " WHERE evaluator = ANY(:e) AND created_at > :since GROUP BY evaluator"
-                    ),
-                    {"e": list(budgets), "since": now - timedelta(minutes=1)},
-                )
-            ).all()
-        )
-        kept = []
-        for job in jobs:
-            if self.policy.within_budget(job[2], used.get(job[2], 0)):
-                used[job[2]] = used.get(job[2], 0) + 1
-                kept.append(job)
-            else:
-                self.metrics.over_budget.labels(job[2]).inc()
-        return kept
 
 
 class Worker(Daemon):
@@ -233,7 +262,9 @@ class Worker(Daemon):
         super().__init__()
         self.db, self.metrics, self.settings, self.clock = db, metrics, settings, clock
         self.evaluators = {e.name: e for e in evaluators}
-        # Where a cheap evaluator's flag sends a request next.
+        self.policy = policy_for(evaluators, settings)
+        self.cheap = [e.name for e in evaluators if e.cheap]
+        # Where a cheap evaluator's flag sends a request next (within its budget).
         self.escalate_to = tuple(e.name for e in evaluators if not e.cheap)
 
     async def run(self) -> None:
@@ -249,15 +280,20 @@ class Worker(Daemon):
         """Claims one batch, scores it and writes the results; returns the jobs claimed."""
         now = self.clock()
         cfg = self.settings
+        lease = timedelta(seconds=cfg.lease_s)
         async with self.db.async_session() as s:
-            jobs = await queue.claim(
-                s,
-                cfg.batch_size,
-                now,
-                timedelta(seconds=cfg.lease_s),
-                cfg.max_attempts,
-                list(self.evaluators),
-            )
+            jobs = []
+            if self.cheap:
+                jobs += await queue.claim(
+                    s, cfg.batch_size, now, lease, cfg.max_attempts, self.cheap
+                )
+            if self.escalate_to:
+                # A model call each: one round of concurrent calls, so that a batch ends
+                # soon after the worker is asked to stop.
+                limit = min(cfg.batch_size, COSTLY_BATCH)
+                jobs += await queue.claim(
+                    s, limit, now, lease, cfg.max_attempts, list(self.escalate_to)
+                )
             if not jobs:
                 return 0
             rows = (
@@ -344,6 +380,7 @@ class Worker(Daemon):
                     if isinstance(res, Result) and res.flagged
                     for name in self.escalate_to
                 ]
+                escalated = await within_budgets(s, self.policy, self.metrics, escalated, now)
                 self.metrics.jobs_queued.inc(await queue.enqueue(s, escalated, now))
             for j, res, _ in results:
                 if isinstance(res, str):

@@ -115,6 +115,14 @@ class EvaluatorSettings(BaseModel):
     judge: bool = False
     judge_url: str | None = None
     judge_model: str | None = None
+    # Self-consistency (hallucination tier 3): off by default, as each scored request costs
+    # consistency_samples more generations. Default endpoint: the bundled vLLM.
+    consistency: bool = False
+    consistency_url: str | None = None
+    consistency_model: str | None = None
+    consistency_samples: int = Field(default=4, ge=2, le=16)
+    # An operator's cross-encoder (hallucination tier 5): a local model directory.
+    cross_encoder_path: Path | None = None
     poll_s: float = Field(default=2.0, gt=0)
     batch_size: int = Field(default=64, gt=0)
     # A claimed job is the worker's for this long; then another worker may retry it.

@@ -128,13 +128,10 @@ def run(
         except ConfigError as exc:
             raise UpError(str(exc), 2) from None
     if evaluate:
-        from evaluators.registry import select, shipped
+        from evaluators.registry import configured
 
         try:
-            select(
-                settings.evaluators.enabled,
-                shipped(settings.evaluators, settings.serving.upstream_url),
-            )
+            configured(settings.evaluators, settings.serving.upstream_url)
         except ValueError as exc:
             raise UpError(str(exc), 2) from None
     collector_url = f"http://{cfg_c.host}:{cfg_c.port}"

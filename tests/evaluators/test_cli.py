@@ -64,6 +64,29 @@ def test_score_writes_each_record_back_with_its_score(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "unknown evaluator 'nope'" in unknown.stderr
 
 
+def test_score_reads_token_logprobs_or_the_gateways_summary(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        json.dumps({"completion": "Paris.", "logprobs": [-0.01, -0.2]})
+        + "\n"
+        + json.dumps({"completion": "Lyon.", "logprobs": {"logprob_mean": -3.0}})
+        + "\n"
+        + json.dumps({"completion": "Nice.", "logprobs": {"mean": -3.0}})
+        + "\n"
+    )
+    args = ("evaluators", "score", "--evaluator", "hallucination-confidence", "--input")
+    bad = inferwatch(*args, str(source), env=env)
+    assert bad.returncode == 2
+    assert f"{source}:3: unknown log-probability keys ['mean']" in bad.stderr
+    source.write_text("\n".join(source.read_text().splitlines()[:2]) + "\n")
+    done = inferwatch(*args, str(source), env=env)
+    assert done.returncode == 0, done.stderr
+    scored = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["label"], r["flagged"]) for r in scored] == [("sure", False), ("unsure", True)]
+    assert scored[0]["evidence"][0]["logprob_tokens"] == 2
+
+
 def test_the_running_process_scores_new_requests(db: Database) -> None:
     traces = seed(db, ["Nice to meet you.", "Go to hell, you idiot."])
     settings = EvaluatorSettings(poll_s=0.2)

@@ -10,6 +10,7 @@ import pytest
 from evaluators.base import Record
 from evaluators.judge import JudgeEvaluator
 from evaluators.registry import select, shipped
+from evaluators.worker import COSTLY_BATCH
 from inferwatch.settings import EvaluatorSettings
 from inferwatch.store.database import Database
 from tests.collector.conftest import rows
@@ -43,7 +44,11 @@ def test_the_judge_scores_the_probability_of_no_with_a_constrained_reply() -> No
 
 def test_the_judge_is_off_unless_turned_on_and_budgeted() -> None:
     evaluators = shipped(EvaluatorSettings(), "http://127.0.0.1:8001")
-    assert [e.name for e in select([], evaluators)] == ["toxicity", "hallucination-grounding"]
+    assert [e.name for e in select([], evaluators)] == [
+        "toxicity",
+        "hallucination-confidence",
+        "hallucination-grounding",
+    ]
     with pytest.raises(ValueError, match="hallucination-judge cannot run here: off"):
         select(["hallucination-judge"], evaluators)
     on = shipped(EvaluatorSettings(judge=True), "http://127.0.0.1:8001")
@@ -89,3 +94,41 @@ def test_a_cheap_flag_sends_the_request_on_to_the_judge(db: Database) -> None:
         db, "SELECT flagged, label FROM evaluations WHERE evaluator = 'hallucination-judge'"
     )
     assert verdict == {"flagged": True, "label": "unsupported"}
+
+
+def test_flags_are_sent_on_within_the_budget_and_a_few_at_a_time(db: Database) -> None:
+    """A model that gets everything wrong must not flood the judge: escalations count against
+    its per-minute budget, and costly jobs are claimed one round of calls at a time."""
+    app, seen = fake_judge(0.8)
+    seed(
+        db, [f"a wrong answer, number {i}, long enough for echo to flag it " * 2 for i in range(30)]
+    )
+    clock = Clock(datetime.now(UTC) + timedelta(seconds=15))
+
+    class Flagging(Echo):
+        def score(self, records):  # type: ignore[no-untyped-def]
+            return [r.__class__(r.score, True, r.label) for r in super().score(records)]
+
+    with ServerThread(app) as url:
+        judge = JudgeEvaluator(f"{url}/v1", enabled=True)
+
+        async def scenario() -> None:
+            from evaluators.sampling import Policy
+
+            policy = Policy(("echo", "hallucination-judge"), rates={"hallucination-judge": 0.0})
+            await sampler_for(db, policy, clock).sample(clock.now)
+            worker = worker_for(
+                db, [Flagging(), judge], clock, budgets_per_minute={"hallucination-judge": 12}
+            )
+            assert await worker.work_once() == 30  # echo flags all 30
+            assert worker.metrics.over_budget.labels("hallucination-judge")._value.get() == 18
+            assert await worker.work_once() == COSTLY_BATCH  # 8 of the 12 judge jobs
+            assert await worker.work_once() == 4
+            await db.async_engine.dispose()
+
+        asyncio.run(scenario())
+    assert len(seen) == 12
+    judged = rows(
+        db, "SELECT count(*) AS n FROM evaluations WHERE evaluator = 'hallucination-judge'"
+    )
+    assert judged == [{"n": 12}]

@@ -14,7 +14,7 @@ from evaluators.base import Input, Record, Result
 from evaluators.metrics import EvaluatorMetrics
 from evaluators.sampling import Policy
 from evaluators.toxicity import ToxicityEvaluator
-from evaluators.worker import Sampler, Worker, context_of
+from evaluators.worker import Sampler, Worker, chat_messages, context_of
 from inferwatch.leader import Leadership
 from inferwatch.settings import EvaluatorSettings
 from inferwatch.store.database import Database
@@ -238,8 +238,10 @@ def test_context_is_what_the_request_supplied_besides_its_question() -> None:
         ' {"role": "assistant", "parts": [{"type": "text", "content": "an answer"}]},'
         ' {"role": "user", "parts": [{"type": "text", "content": "What colour is the sky?"}]}]'
     )
-    assert context_of(messages) == "Doc: the sky is green.\nEarlier turn"
-    assert context_of(None) is None and context_of("not json") is None
+    assert context_of(chat_messages(messages)) == "Doc: the sky is green.\nEarlier turn"
+    assert chat_messages(messages)[-1] == {"role": "user", "content": "What colour is the sky?"}
+    assert chat_messages(None) == [] and chat_messages("not json") == []
+    assert context_of([]) is None
     document = " ".join(["word"] * 60)
     rag = f'[{{"role": "user", "parts": [{{"type": "text", "content": "{document}"}}]}}]'
-    assert context_of(rag) == document  # a document-length question carries its context
+    assert context_of(chat_messages(rag)) == document  # a document-length question

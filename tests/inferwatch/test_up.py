@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.ports import free_port
 from inferwatch.process import healthy
-from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch
+from tests.inferwatch.cli_helpers import cli_env, inferwatch
 from tests.serving.stand_in import stand_in_vllm
 
 
@@ -102,7 +103,7 @@ def test_up_starts_supervises_and_stops_everything(tmp_path: Path) -> None:
         assert healthy(f"http://127.0.0.1:{gateway_port}/readyz")
         evaluators = f"http://127.0.0.1:{env['INFERWATCH_EVALUATORS__PORT']}"
         running = httpx.get(f"{evaluators}/readyz").json()["evaluators"]
-        assert running == ["toxicity", "hallucination-grounding"]
+        assert running == ["toxicity", "hallucination-confidence", "hallucination-grounding"]
         alerts = f"http://127.0.0.1:{env['INFERWATCH_ALERTING__PORT']}"
         assert healthy(f"{alerts}/readyz")
         assert httpx.get(f"{alerts}/readyz").json()["rules"] == 14  # the default pack

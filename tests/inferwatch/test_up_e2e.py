@@ -1,6 +1,7 @@
 """The README's first command, with the real model: `inferwatch up` on a fresh home serves
-SmolLM2 on vLLM CPU, requests through the gateway land in SQL and are scored (toxicity;
-grounding and the LLM judge, on vLLM itself, for the one with context), a tight alert
+SmolLM2 on vLLM CPU, requests through the gateway land in SQL and are scored (toxicity,
+token confidence and self-consistency against vLLM itself; grounding and the LLM judge
+too for the one with context), a tight alert
 rule notifies a webhook, `inferwatch demo` runs with its feedback linked, the dashboard's
 Overview shows it all in headless Chromium, and Ctrl-C stops it all; `up` again on the
 same home finds the data and does not notify the alert again.
@@ -23,10 +24,11 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.ports import free_port
 from tests.alerting.receivers import webhook_recorder, webhook_route
 from tests.collector.conftest import wait_for
 from tests.e2e import E2E
-from tests.inferwatch.cli_helpers import free_port, inferwatch
+from tests.inferwatch.cli_helpers import inferwatch
 from tests.inferwatch.test_up import Output, assert_all_stopped, start_up, up_env
 from tests.servers import ServerThread
 
@@ -67,6 +69,8 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         INFERWATCH_ALERTING__FILES=json.dumps([str(rules)]),
         INFERWATCH_ALERTING__INTERVAL_S="1",
         INFERWATCH_EVALUATORS__JUDGE="true",  # the LLM judge, against this vLLM
+        INFERWATCH_EVALUATORS__CONSISTENCY="true",  # and self-consistency, kept to 2 a minute
+        INFERWATCH_EVALUATORS__BUDGETS_PER_MINUTE='{"hallucination-consistency": 2}',
     )
     up, out = start_up(env)
     try:
@@ -84,14 +88,16 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
         while inferwatch("sql", query, "-f", "csv", env=env).stdout.split() != ["count", "1"]:
             assert time.monotonic() < deadline, out.text[-4000:]
             time.sleep(1)
-        # The evaluator worker scores it for toxicity (the shipped base rate is every request).
-        evaluated = f"SELECT count(*) FROM evaluations WHERE trace_id = '{trace_id}'"
-        deadline = time.monotonic() + 90
-        while inferwatch("sql", evaluated, "-f", "csv", env=env).stdout.split() != ["count", "1"]:
+        # The evaluator worker scores it (the shipped base rate is every request): toxicity,
+        # the confidence in the log-probabilities the gateway recorded, and self-consistency.
+        scored = "SELECT evaluator FROM evaluations WHERE trace_id = '{}' ORDER BY 1"
+        wanted = ["hallucination-confidence", "hallucination-consistency", "toxicity"]
+        deadline = time.monotonic() + 120
+        while rows(env, scored.format(trace_id)) != wanted:
             assert time.monotonic() < deadline, out.text[-4000:]
             time.sleep(2)
-        # A request with its own context gets grounding and the judge's verdict too;
-        # the judge's calls to vLLM are not traced, so they are not requests.
+        # A request with its own context gets grounding and the judge's verdict too; the
+        # judge's and self-consistency's calls to vLLM are not traced, so are not requests.
         grounded = client.chat.completions.with_raw_response.create(
             model="smol",
             messages=[
@@ -101,13 +107,15 @@ def test_up_serves_the_default_model_into_sql(tmp_path: Path) -> None:
             max_tokens=16,
         )
         grounded_id = grounded.headers["x-inferwatch-trace-id"]
-        scored = (
-            "SELECT string_agg(evaluator, ',' ORDER BY evaluator) FROM evaluations"
-            f" WHERE trace_id = '{grounded_id}'"
-        )
-        wanted = "hallucination-grounding,hallucination-judge,toxicity"
+        wanted = [
+            "hallucination-confidence",
+            "hallucination-consistency",
+            "hallucination-grounding",
+            "hallucination-judge",
+            "toxicity",
+        ]
         deadline = time.monotonic() + 120
-        while wanted not in inferwatch("sql", scored, "-f", "csv", env=env).stdout:
+        while rows(env, scored.format(grounded_id)) != wanted:
             assert time.monotonic() < deadline, out.text[-4000:]
             time.sleep(2)
         requests = inferwatch("sql", "SELECT count(*) FROM llm_requests", "-f", "csv", env=env)
