@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, Request
 
-from tests.inferwatch.cli_helpers import free_port
+from bench.ports import free_port
 
 
 def webhook_recorder() -> tuple[FastAPI, list[dict[str, Any]]]:

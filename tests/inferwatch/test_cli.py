@@ -16,9 +16,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from bench.ports import free_port
 from collector import synthetic
 from inferwatch.store import migrate
-from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch, start_collector
+from tests.inferwatch.cli_helpers import cli_env, inferwatch, start_collector
 
 
 def test_embedded_defaults_from_a_fresh_home(home: Path) -> None:

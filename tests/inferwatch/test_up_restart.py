@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench.ports import free_port
 from collector import synthetic
 from tests.alerting.receivers import webhook_recorder, webhook_route
 from tests.collector.conftest import wait_for
-from tests.inferwatch.cli_helpers import cli_env, free_port, inferwatch
+from tests.inferwatch.cli_helpers import cli_env, inferwatch
 from tests.seed import requests_at
 from tests.servers import ServerThread
 

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from bench.ports import free_port
 from inferwatch.process import healthy
 from inferwatch.store.database import Database
 from serving.redact import Redactor
 from tests.e2e import E2E
-from tests.inferwatch.cli_helpers import cli_env, free_port, start_collector
+from tests.inferwatch.cli_helpers import cli_env, start_collector
 
 pytestmark = E2E
 PLANTED = "carol.secret@example.org"

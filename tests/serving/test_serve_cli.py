@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bench.ports import free_port
 from inferwatch.process import healthy
-from tests.inferwatch.cli_helpers import cli_env, free_port
+from tests.inferwatch.cli_helpers import cli_env
 from tests.servers import ServerThread
 from tests.serving.stand_in import stand_in_vllm
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.ports import free_port
 from serving.vllm import VllmConfig, VllmDied, VllmProcess, vllm_command, vllm_environment
-from tests.inferwatch.cli_helpers import free_port
 
 
 def fake(port: int, *args: str) -> VllmProcess:
