@@ -1,6 +1,8 @@
 """How well the evaluators separate good answers from bad, on data they were not trained on.
 
-    python -m bench.eval_quality [--data ../shared/data] [--judge-url http://127.0.0.1:8001/v1]
+    python -m bench.eval_quality [--data ../shared/data] [--model DIR]
+        [--vllm-url http://127.0.0.1:8001/v1] [--judge-url http://127.0.0.1:8001/v1]
+        [--cross-encoder DIR]
 
 Toxicity, three sets, each with the length-only baseline beside it:
 - Davidson (explicit abuse): a stratified 20 % held out; the implicit model is
@@ -12,34 +14,26 @@ Toxicity, three sets, each with the length-only baseline beside it:
   leave-one-target-group-out (13 folds: hate about a group never seen).
 - Ordinary factual text (HaluEval, Factual-Summary-Pairs sentences) not used
   in training: the false-positive rate at the shipped threshold.
-Hallucination on both shared sets, every right and every wrong answer against
-its own context, beside answer length and word-overlap cosine: tier 2
-(grounding) and, with ``--judge-url``, tier 4 (the LLM judge, on
-the first ``--judge-pairs`` pairs of each set). Then texts
-per second on one core for each model. Prints Markdown tables.
+Hallucination on both shared sets (``bench/hallucination.py``): tier 2 always,
+tiers 1, 3 and 4 when given a model or an endpoint. Then texts per second on
+one core for each toxicity model. Prints Markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import functools
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from evaluators.base import Record
-from evaluators.grounding import THRESHOLD as GROUNDING_THRESHOLD
-from evaluators.grounding import GroundingEvaluator
-from evaluators.judge import THRESHOLD as JUDGE_THRESHOLD
-from evaluators.judge import JudgeEvaluator
+from bench import hallucination
+from bench.scores import Scores, baseline
+from bench.scores import row as any_row
 from evaluators.toxicity import THRESHOLD, LinearModel, explicit_probability
 from evaluators.train_toxicity import (
     DATA_DIR,
@@ -52,31 +46,7 @@ from evaluators.train_toxicity import (
     training_set,
 )
 
-Scores = NDArray[np.float64]
-
-
-def baseline(labels: Sequence[int], texts: Sequence[str]) -> str:
-    """Answer length as the score: only its AUROC means anything (no threshold)."""
-    auc = roc_auc_score(np.asarray(labels), length(texts))
-    everything = f1_score(np.asarray(labels), np.ones(len(labels)))
-    return f"| length only | {auc:.3f} | | | | | F1 of flagging everything: {everything:.3f} |"
-
-
-def row(
-    name: str, labels: Sequence[int], scores: Scores, note: str = "", threshold: float = THRESHOLD
-) -> str:
-    y = np.asarray(labels)
-    if len(set(y.tolist())) < 2:  # one class only: the flagged share is the figure
-        return f"| {name} | | | | | {(scores >= threshold).mean():.2%} flagged | {note} |"
-    flagged = scores >= threshold
-    return (
-        f"| {name} | {roc_auc_score(y, scores):.3f} | {precision_score(y, flagged):.3f} | "
-        f"{recall_score(y, flagged):.3f} | {f1_score(y, flagged):.3f} | | {note} |"
-    )
-
-
-def length(texts: Sequence[str]) -> Scores:
-    return np.asarray([len(t) for t in texts], dtype=np.float64)
+row = functools.partial(any_row, threshold=THRESHOLD)
 
 
 def subset(data: Labelled, index: Sequence[int]) -> Labelled:
@@ -102,10 +72,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument(
+        "--model",
+        type=Path,
+        help="Also measure token confidence, teacher-forcing answers through this model dir.",
+    )
+    parser.add_argument("--confidence-pairs", type=int, default=300)
+    parser.add_argument(
+        "--vllm-url",
+        help="The bundled vLLM's /v1 URL: measure self-consistency, and token confidence on "
+        "the model's own answers.",
+    )
+    parser.add_argument("--consistency-pairs", type=int, default=50)
+    parser.add_argument(
         "--judge-url", help="Also measure the LLM judge at this OpenAI-compatible /v1 URL."
     )
     parser.add_argument(
         "--judge-pairs", type=int, default=100, help="Pairs of each set the judge scores."
+    )
+    parser.add_argument(
+        "--cross-encoder", type=Path, help="Also measure this local cross-encoder model dir."
     )
     args = parser.parse_args()
     tweets, seeds, plain = davidson(args.data), toxigen(args.data), ordinary(args.data)
@@ -182,7 +167,17 @@ def main() -> None:
     both = combined(model.probability(plain_test), explicit_probability(plain_test))
     print(row("**combined (shipped)**", [0] * len(plain_test), both))
 
-    hallucination(args.data, header, args.judge_url, args.judge_pairs)
+    hallucination.measure(
+        args.data,
+        header,
+        model_dir=args.model,
+        confidence_pairs=args.confidence_pairs,
+        vllm_url=args.vllm_url,
+        consistency_pairs=args.consistency_pairs,
+        judge_url=args.judge_url,
+        judge_pairs=args.judge_pairs,
+        cross_encoder=args.cross_encoder,
+    )
 
     sample = tweets.texts[:5000]
     print(f"\n### Speed, one core (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})\n")
@@ -193,65 +188,6 @@ def main() -> None:
         lambda t: combined(shipped.probability(t), explicit_probability(t)), sample
     )
     print(f"| combined | {both_s:,.0f} |")
-
-
-def overlap_cosine(answer: str, reference: str) -> float:
-    """Bag-of-words cosine between answer and reference: the lexical similarity baseline."""
-    a, r = Counter(answer.lower().split()), Counter(reference.lower().split())
-    dot = sum(a[w] * r[w] for w in a)
-    norm = math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in r.values()))
-    return dot / norm if norm else 0.0
-
-
-def hallucination(data: Path, header: str, judge_url: str | None, judge_pairs: int) -> None:
-    """Grounding on each shared set: every good and bad answer against its own context."""
-    sets: dict[str, list[tuple[str, str, int]]] = {"HaluEval-QA": [], "Factual-Summary-Pairs": []}
-    with (data / "hallucination" / "halueval_qa.jsonl").open() as f:
-        for line in f:
-            r = json.loads(line)
-            reference = f"{r['knowledge']}\n{r['question']}"
-            sets["HaluEval-QA"] += [
-                (reference, r["right_answer"], 0),
-                (reference, r["hallucinated_answer"], 1),
-            ]
-    with (data / "hallucination" / "factual_summary_pairs.jsonl").open() as f:
-        for line in f:
-            r = json.loads(line)
-            sets["Factual-Summary-Pairs"] += [
-                (r["article_sent"], r["correct_sent"], 0),
-                (r["article_sent"], r["incorrect_sent"], 1),
-            ]
-    grounding = GroundingEvaluator()
-    for name, items in sets.items():
-        labels = [y for _, _, y in items]
-        answers = [a for _, a, _ in items]
-        records = [Record(completion=a, context=ref) for ref, a, _ in items]
-        started = time.perf_counter()
-        scores = np.asarray([r.score for r in grounding.score(records)])
-        per_s = len(records) / (time.perf_counter() - started)
-        similarity = np.asarray([overlap_cosine(a, ref) for ref, a, _ in items])
-        print(f"\n### Hallucination: {name}, {len(items):,} answers (half unsupported)\n")
-        print(header)
-        print(baseline(labels, answers))
-        auc = roc_auc_score(np.asarray(labels), -similarity)
-        print(f"| word-overlap cosine (lower = riskier) | {auc:.3f} | | | | | |")
-        print(
-            row(
-                "**grounding (tier 2)**",
-                labels,
-                scores,
-                f"{per_s:,.0f} answers/s",
-                threshold=GROUNDING_THRESHOLD,
-            )
-        )
-        if judge_url:
-            judge = JudgeEvaluator(judge_url, enabled=True)
-            n = min(len(records), 2 * judge_pairs)  # the first pairs: right, wrong, ...
-            started = time.perf_counter()
-            verdicts = np.asarray([r.score for r in judge.score(records[:n])])
-            per_s = n / (time.perf_counter() - started)
-            note = f"{judge.model}, {n} answers, {per_s:.1f} answers/s"
-            print(row("judge (tier 4)", labels[:n], verdicts, note, threshold=JUDGE_THRESHOLD))
 
 
 if __name__ == "__main__":
