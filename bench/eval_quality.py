@@ -15,7 +15,7 @@ Toxicity, three sets, each with the length-only baseline beside it:
 - Ordinary factual text (HaluEval, Factual-Summary-Pairs sentences) not used
   in training: the false-positive rate at the shipped threshold.
 Hallucination on both shared sets (``bench/hallucination.py``): tier 2 always,
-tiers 1, 3 and 4 when given a model or an endpoint. Then texts per second on
+tiers 1, 3, 4 and 5 when given a model or an endpoint. Then texts per second on
 one core for each toxicity model. Prints Markdown tables.
 """
 

@@ -36,8 +36,8 @@ import numpy as np
 
 from bench.scores import Scores, auroc_row, baseline, length, row
 from evaluators.base import Record, Result
+from evaluators.confidence import MEAN, ConfidenceEvaluator, summary
 from evaluators.confidence import THRESHOLD as CONFIDENCE_THRESHOLD
-from evaluators.confidence import ConfidenceEvaluator, summary
 from evaluators.consistency import THRESHOLD as CONSISTENCY_THRESHOLD
 from evaluators.consistency import SelfConsistencyEvaluator
 from evaluators.crossencoder import THRESHOLD as CROSS_ENCODER_THRESHOLD
@@ -206,7 +206,8 @@ def measure(
                 auroc_row("length only, same answers", n_labels, length([i.answer for i in first]))
             )
             # Not shipped: the two cheap tiers together (-mean log-prob at weight 0.1).
-            mixed = grounding[: len(first)] - 0.1 * np.log1p(-np.minimum(confidence, 1 - 1e-9))
+            mean = np.asarray([r.logprobs[MEAN] for r in records])
+            mixed = grounding[: len(first)] - 0.1 * mean
             print(auroc_row("grounding + 0.1 * -mean log-prob (not shipped)", n_labels, mixed))
         if vllm_url:
             asked = items[: 2 * consistency_pairs : 2]

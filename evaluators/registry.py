@@ -50,7 +50,11 @@ def select(enabled: Sequence[str], evaluators: Sequence[Evaluator]) -> list[Eval
     """The evaluators to run: those ``enabled`` (all when empty) that can run here.
 
     Raises ``ValueError`` naming an enabled evaluator that is unknown or unavailable."""
-    found = survey(evaluators)
+    return choose(enabled, survey(evaluators))
+
+
+def choose(enabled: Sequence[str], found: Sequence[Availability]) -> list[Evaluator]:
+    """``select`` over evaluators already surveyed."""
     by_name = {a.evaluator.name: a for a in found}
     for name in enabled:
         if name not in by_name:
@@ -78,9 +82,9 @@ def configured(settings: EvaluatorSettings, vllm_url: str) -> list[Evaluator]:
     """What a worker runs with these settings: ``select`` over ``shipped``, and an error too
     for an evaluator the settings turn on that cannot run here (a bad model directory must
     not be skipped in silence)."""
-    evaluators = shipped(settings, vllm_url)
-    chosen = select(settings.enabled, evaluators)
-    problems = {a.evaluator.name: a.problem for a in survey(evaluators)}
+    found = survey(shipped(settings, vllm_url))
+    chosen = choose(settings.enabled, found)
+    problems = {a.evaluator.name: a.problem for a in found}
     for name in turned_on(settings):
         if problems[name] is not None:
             raise ValueError(

