@@ -9,8 +9,9 @@ without a model) and also accepts OTLP so the gateway's span export is real
 work; the gateway (capture, redaction and log-probabilities on); and this load
 generator (aiohttp: its own cost must not hide the gateway's). Rounds alternate
 direct and gateway so both see the same machine. Reported: TTFT and total
-latency percentiles for each, the difference at p50/p99, and the throughput
-ratio.
+latency percentiles for each, the difference at p50/p99, the throughput
+ratio, and the gateway's CPU time per request with how busy that kept its CPU
+(the closer to 100 %, the more every request queues behind the others there).
 
 The workload: ``--concurrency`` closed-loop clients whose requests ask for
 between half and one and a half times ``--tokens`` tokens (the same seeded
@@ -42,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -205,6 +207,12 @@ async def run_round(url: str, bodies: list[bytes], concurrency: int, stagger_s: 
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
 
@@ -270,9 +278,13 @@ def main() -> None:
         warm_up = bodies[: args.concurrency]
         asyncio.run(run_round(gateway_url, warm_up, args.concurrency, stagger_s))
         modes = {"direct": Round(), "gateway": Round()}
+        gateway_cpu = 0.0
         for _ in range(args.rounds):
             for name, url in (("direct", direct_url), ("gateway", gateway_url)):
+                cpu_before = cpu_seconds(procs[1].pid)
                 r = asyncio.run(run_round(url, bodies, args.concurrency, stagger_s))
+                if name == "gateway":
+                    gateway_cpu += cpu_seconds(procs[1].pid) - cpu_before
                 modes[name].ttft += r.ttft
                 modes[name].total += r.total
                 modes[name].seconds += r.seconds
@@ -308,6 +320,10 @@ def main() -> None:
         )
         ratio = (len(g.total) / g.seconds) / (len(d.total) / d.seconds)
         print(f"throughput through the gateway: {ratio * 100:.1f}% of direct")
+        print(
+            f"gateway CPU: {gateway_cpu / len(g.total) * 1e3:.2f} ms a request; "
+            f"its CPU was {gateway_cpu / g.seconds * 100:.0f}% busy during its rounds"
+        )
     finally:
         for proc in reversed(procs):  # the gateway first: it flushes spans to the upstream
             proc.terminate()
