@@ -1,14 +1,14 @@
-"""The gateway's span exporter: OTLP/HTTP protobuf, the OTel SDK's bytes at a quarter of its CPU.
+"""The gateway's span exporter: OTLP/HTTP protobuf, the OTel SDK's bytes for a third of its CPU.
 
 Why not the SDK's ``OTLPSpanExporter``: its encoder builds every attribute as a
 protobuf message of its own and then copies them all into their parents, about
-100 µs a gateway span on the bench machine. Its batch thread holds the GIL all
-that time, and on the gateway's one core that burst (6 ms for 64 spans) is what
-requests arriving during an export wait behind: the event loop's worst stalls
-and the gateway's p99 (``bench/gateway_overhead.py``). Writing each field in
-place into one request message gives the same bytes for about 25 µs a span
-(``bench/span_encoding.py``; ``tests/serving/test_otlp.py`` checks the bytes
-against the SDK's on spans that use every field).
+85 µs a gateway span on the bench machine. Its batch thread holds the GIL all
+that time, and on the gateway's one core that burst (over 5 ms for 64 spans) is
+what requests arriving during an export wait behind: the event loop's worst
+stalls and most of the gateway's p99 (``bench/gateway_overhead.py``). Writing
+each field in place into one request message gives the same bytes for about
+30 µs a span (``bench/span_encoding.py``; ``tests/serving/test_otlp.py`` checks
+the bytes against the SDK's on spans that use every field).
 
 Sent with urllib3 (what ``requests`` is built on, at half its CPU a post): one
 kept-alive connection, retried with backoff on connection errors and on the
@@ -156,9 +156,7 @@ def _put_value(message: AnyValue, value: Any) -> None:
         message.bool_value = value
     elif value is None:
         message.SetInParent()
-    # then subclasses: bool before int (a bool is an int), str and bytes before Sequence
-    elif isinstance(value, bool):
-        message.bool_value = value
+    # then subclasses (bool has none), in the SDK's order: str and bytes before Sequence
     elif isinstance(value, str):
         message.string_value = value
     elif isinstance(value, int):

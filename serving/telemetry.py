@@ -21,7 +21,7 @@ def tracer_provider(collector_url: str, *, service_name: str = SERVICE_NAME) -> 
     """A provider exporting to ``collector_url``; call ``shutdown()`` to flush at exit."""
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     exporter = OTLPHTTPSpanExporter(f"{collector_url.rstrip('/')}/v1/traces")
-    # Small, frequent batches: the export thread holds the GIL while it encodes (about 25 µs
+    # Small, frequent batches: the export thread holds the GIL while it encodes (about 30 µs
     # a span here, see serving/otlp.py), so a default 512-span batch would stall the gateway's
     # event loop for over 10 ms, 64 for under 2. Spans also reach the collector within half a
     # second.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,18 @@ def test_the_bytes_are_the_sdks_for_spans_using_every_field() -> None:
     assert grouped == [[3, 2], [1, 1]]
 
 
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 7
+
+
+class Ratio(float):
+    pass
+
+
 def test_values_the_sdk_api_would_refuse_still_encode_as_the_sdk_does(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -109,6 +122,7 @@ def test_values_the_sdk_api_would_refuse_still_encode_as_the_sdk_does(
         "nested": [["a", 1], {"k": None}],
         "map": {"k": "v", 3: [True, 1.5]},
         "bytes": b"\x00\xff",
+        "subclasses": [Colour.RED, Level.HIGH, Ratio(0.5)],
         "too big": 2**70,
         "object": object(),
         "after": "kept",
