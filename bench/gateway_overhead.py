@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from bench.ports import free_port, wait_ready
+from bench.ports import cpu_seconds, free_port, wait_ready
 
 
 def upstream_app(max_tokens: int, ttft_s: float, token_s: float) -> Starlette:
@@ -207,12 +207,6 @@ async def run_round(url: str, bodies: list[bytes], concurrency: int, stagger_s: 
     return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
 
@@ -278,13 +272,13 @@ def main() -> None:
         warm_up = bodies[: args.concurrency]
         asyncio.run(run_round(gateway_url, warm_up, args.concurrency, stagger_s))
         modes = {"direct": Round(), "gateway": Round()}
-        gateway_cpu = 0.0
+        gateway, gateway_cpu = [psutil.Process(procs[1].pid)], 0.0
         for _ in range(args.rounds):
             for name, url in (("direct", direct_url), ("gateway", gateway_url)):
-                cpu_before = cpu_seconds(procs[1].pid)
+                cpu_before = cpu_seconds(gateway)
                 r = asyncio.run(run_round(url, bodies, args.concurrency, stagger_s))
                 if name == "gateway":
-                    gateway_cpu += cpu_seconds(procs[1].pid) - cpu_before
+                    gateway_cpu += cpu_seconds(gateway) - cpu_before
                 modes[name].ttft += r.ttft
                 modes[name].total += r.total
                 modes[name].seconds += r.seconds

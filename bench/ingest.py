@@ -1,7 +1,7 @@
 """Durable OTLP ingest throughput: vLLM-shaped batches posted to a collector.
 
-    python bench/ingest.py                      # starts its own collector (embedded Postgres)
-    python bench/ingest.py --url http://127.0.0.1:4318 --database-url postgresql://...
+    python -m bench.ingest                      # starts its own collector (embedded Postgres)
+    python -m bench.ingest --url http://127.0.0.1:4318 --database-url postgresql://...
 
 Each batch holds ``--traces`` traces of two spans (gateway CLIENT span + vLLM
 ``llm_request`` child), as the OTel SDK's batch processor sends them (512
@@ -33,6 +33,7 @@ import httpx
 import psutil
 import psycopg
 
+from bench.ports import cpu_seconds
 from collector import synthetic
 from collector.decode import decode_protobuf
 from collector.writer import prepare_connection, write_rows
@@ -101,17 +102,6 @@ def postgres_processes(database_url: str) -> list[psutil.Process]:
         postmaster = psutil.Process(int(row[0])).parent()  # while our backend still exists
     assert postmaster is not None
     return [postmaster, *postmaster.children()]
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in processes:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def stage_costs(database_url: str | None, body: bytes, spans: int) -> tuple[float, float | None]:

@@ -1,4 +1,4 @@
-"""Small helpers the benchmarks share: free loopback ports and waiting for readiness."""
+"""Small helpers the benchmarks share: free loopback ports, waiting for readiness, CPU used."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import random
 import socket
 import time
 from pathlib import Path
+
+import psutil
 
 from inferwatch.process import healthy
 
@@ -41,3 +43,15 @@ def wait_ready(url: str, timeout_s: float = 60.0) -> None:
             return
         time.sleep(0.1)
     raise SystemExit(f"{url} did not become ready")
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User and system CPU the processes have used so far (one that has exited counts 0)."""
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
