@@ -145,18 +145,11 @@ def _put_attributes(target: Any, attributes: Mapping[str, Any] | None) -> None:
 
 
 def _put_value(message: AnyValue, value: Any) -> None:
-    kind = type(value)  # the exact types first: nearly every value is one of them
-    if kind is str:
-        message.string_value = value
-    elif kind is int:
-        message.int_value = value
-    elif kind is float:
-        message.double_value = value
-    elif kind is bool:
-        message.bool_value = value
-    elif value is None:
+    # the SDK's order: bool before int (a bool is an int), str and bytes before Sequence
+    if value is None:
         message.SetInParent()
-    # then subclasses (bool has none), in the SDK's order: str and bytes before Sequence
+    elif isinstance(value, bool):
+        message.bool_value = value
     elif isinstance(value, str):
         message.string_value = value
     elif isinstance(value, int):
