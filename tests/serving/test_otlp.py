@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
@@ -41,20 +42,11 @@ REMOTE = SpanContext(
 )
 
 
-class Keep(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def sdk_spans(resource: Resource, count: int = 4) -> list[ReadableSpan]:
     """Spans from the SDK's own tracer using every field: a remote parent with trace state,
     every span kind, events, links, each status, every attribute type, attributes dropped
     over the limit, two scopes (one with a version, attributes and a schema URL)."""
-    keep = Keep()
+    keep = InMemorySpanExporter()
     provider = TracerProvider(resource=resource, span_limits=SpanLimits(max_span_attributes=8))
     provider.add_span_processor(SimpleSpanProcessor(keep))
     kinds = list(SpanKind)
@@ -83,7 +75,7 @@ def sdk_spans(resource: Resource, count: int = 4) -> list[ReadableSpan]:
         status = [StatusCode.ERROR, StatusCode.OK, StatusCode.UNSET][i % 3]
         span.set_status(status, "upstream 500" if status is StatusCode.ERROR else None)
         span.end()
-    return keep.spans
+    return list(keep.get_finished_spans())
 
 
 def test_the_bytes_are_the_sdks_for_spans_using_every_field() -> None:
