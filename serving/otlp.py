@@ -116,10 +116,9 @@ def _put_span(message: Span, span: ReadableSpan) -> None:
     message.status.code = span.status.status_code.value  # type: ignore[assignment]
     if span.status.description:
         message.status.message = span.status.description
-    if span.dropped_attributes or span.dropped_events or span.dropped_links:
-        message.dropped_attributes_count = span.dropped_attributes
-        message.dropped_events_count = span.dropped_events
-        message.dropped_links_count = span.dropped_links
+    message.dropped_attributes_count = span.dropped_attributes  # a 0 is not serialized
+    message.dropped_events_count = span.dropped_events
+    message.dropped_links_count = span.dropped_links
     message.flags = _flags(span.parent)
 
 
